@@ -1,0 +1,46 @@
+"""The retriever service: `create_app(settings)` builds the FastAPI app (OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from retriever_service.encoder import Encoder
+from retriever_service.routers import facts, ops, search
+from retriever_service.settings import RetrieverSettings
+from retriever_service.state import RetrieverState
+from retriever_service.store import StoreError
+from shared.errors import install_error_handlers
+from shared.metrics import Metrics
+from shared.middleware import ServiceMiddleware
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: RetrieverSettings | None = None, encoder: Encoder | None = None) -> FastAPI:
+    """`encoder` may be passed in so that tests load the weights once for many apps."""
+    settings = settings or RetrieverSettings()
+    metrics = Metrics("retriever")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = RetrieverState(settings=settings, metrics=metrics,
+                               encoder=encoder or Encoder.load(bf16=settings.encoder_bf16, threads=settings.torch_threads))
+        try:
+            state.store()
+        except StoreError as exc:  # a server that is down: start anyway, /readyz says 503 until it is up
+            log.error("store not available at start-up: %s", exc)
+        app.state.retriever = state
+        yield
+        state.close()
+
+    app = FastAPI(title="kgrag retriever", version="0.1.0", lifespan=lifespan,
+                  description="Knowledge-graph facts in Qdrant: top-k search with entity linking and a prior p(d|x).")
+    install_error_handlers(app)
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    for router in (search.router, facts.router, ops.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,101 @@
+"""Entity linking: find the knowledge-graph entities a question mentions.
+
+Every subject and object name (and every alias) is folded to its word tokens
+(`shared.names.fold_tokens`); a question is scanned for token n-grams that are names, longest
+first. A `[bracketed]` span is taken as a hint when it names an entity, but linking works
+without brackets. Mentions made only of common words ('the', 'what', 'her') are kept only when
+nothing better was found, since titles such as 'Her' or 'Up' would otherwise match everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from shared.names import fold, fold_tokens
+
+# Relations whose object is another name for the subject rather than a fact about it.
+ALIAS_RELATIONS = frozenset({"also known as", "alias", "alternative name", "label", "name", "alt label"})
+_BRACKETED = re.compile(r"\[([^\[\]]+)\]")
+_COMMON_WORDS = frozenset(
+    """a an the of in on at to for by with from and or is are was were be been do does did what who whom
+    which when where why how whose that this these those it its he she her his him they them their i me my
+    we us our you your name names list tell give about as there has have had can could would should will
+    some any all one ones same also other than then so if not no yes many much more most""".split()
+)
+MAX_MENTION_TOKENS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedEntity:
+    mention: str  # the folded words of the question that matched
+    names: tuple[str, ...]  # the entity names stored in the KG that fold to those words
+    hinted: bool = False  # found inside [brackets]
+
+
+class EntityIndex:
+    """Folded name -> the KG names behind it, reference-counted by the facts that use them."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, Counter[str]] = {}
+        self._longest = 1
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def _change(self, key: str, name: str, delta: int) -> None:
+        if not key:
+            return
+        counts = self._names.setdefault(key, Counter())
+        counts[name] += delta
+        if counts[name] <= 0:
+            del counts[name]
+            if not counts:
+                del self._names[key]
+        elif delta > 0:
+            self._longest = max(self._longest, min(MAX_MENTION_TOKENS, key.count(" ") + 1))
+
+    def update(self, facts: list[dict], delta: int = 1) -> None:
+        """Add (`delta=1`) or remove (`delta=-1`) the names of facts {subject, relation, object}."""
+        for fact in facts:
+            subject = fact["subject"]
+            self._change(fold(subject), subject, delta)
+            if fact.get("relation", "").lower() in ALIAS_RELATIONS:
+                self._change(fold(fact["object"]), subject, delta)
+            else:
+                self._change(fold(fact["object"]), fact["object"], delta)
+
+    def lookup(self, text: str) -> tuple[str, ...]:
+        return tuple(sorted(self._names.get(fold(text), ())))
+
+    def link(self, question: str) -> list[LinkedEntity]:
+        """Entities mentioned in the question, best first: a bracket hint, else the longest mentions."""
+        hinted = [LinkedEntity(fold(span), names, hinted=True)
+                  for span in _BRACKETED.findall(question) if (names := self.lookup(span))]
+        if hinted:
+            return hinted
+        tokens = fold_tokens(question)
+        spans = self._longest_spans(tokens)
+        specific = [s for s in spans if not all(t in _COMMON_WORDS for t in tokens[s[0]:s[1]])]
+        chosen = specific or spans
+        chosen.sort(key=lambda s: (-(s[1] - s[0]), s[0]))
+        keys = dict.fromkeys(" ".join(tokens[i:j]) for i, j in chosen)
+        return [LinkedEntity(key, tuple(sorted(self._names[key]))) for key in keys]
+
+    def _longest_spans(self, tokens: list[str]) -> list[tuple[int, int]]:
+        """Non-overlapping (start, end) token spans that are names, longer spans winning overlaps."""
+        found = []
+        for i in range(len(tokens)):
+            for j in range(min(len(tokens), i + self._longest), i, -1):
+                if " ".join(tokens[i:j]) in self._names:
+                    found.append((i, j))
+                    break
+        found.sort(key=lambda s: (-(s[1] - s[0]), s[0]))
+        taken: set[int] = set()
+        chosen = []
+        for i, j in found:
+            if taken.isdisjoint(range(i, j)):
+                chosen.append((i, j))
+                taken.update(range(i, j))
+        return chosen

@@ -1,0 +1,87 @@
+"""Fitting the relation prior from questions with known answers (see `relation_prior.py`).
+
+A question is labelled with the keys of its gold facts: facts retrieved for its (bracketed or
+linked) topic entity that connect it to one of the answers. Centroids are fitted on most of the
+questions; weight and temperature are picked on the rest by recall@5 (then @1) of a gold fact,
+with brackets stripped, and the prior is refitted on all questions with the picked values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from retriever_service.relation_prior import RelationPrior, relation_key
+from retriever_service.retrieval import Retriever
+from shared.qa_data import Question
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = (0.1, 0.3, 1.0)
+TEMPERATURES = (0.02, 0.05, 0.1)
+
+
+@dataclass
+class FitReport:
+    labelled: int
+    unlabelled: int
+    keys: dict[str, int]
+    grid: list[dict]
+    chosen: dict
+
+
+def is_gold(fact, question: Question) -> bool:
+    """A fact linking the question's topic entity (when marked) to one of its answers."""
+    ends = {fact.subject, fact.object}
+    return (question.topic is None or question.topic in ends) and not ends.isdisjoint(question.answers)
+
+
+def label_questions(retriever: Retriever, questions: list[Question], pool: int) -> tuple[np.ndarray, list[set[str]]]:
+    """Question vectors (N, H) and the relation keys of their gold facts (empty when none is found)."""
+    saved, retriever.relations = retriever.relations, None
+    try:
+        labels: list[set[str]] = []
+        for start in range(0, len(questions), 64):
+            chunk = questions[start : start + 64]
+            for q, result in zip(chunk, retriever.search([q.text for q in chunk], pool)):
+                names = {n for e in result.linked for n in e.names}
+                labels.append({relation_key(vars(f), names) for f in result.facts if is_gold(f, q)})
+    finally:
+        retriever.relations = saved
+    return retriever.encoder.encode([q.stripped for q in questions]), labels
+
+
+def recall_at(retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20)) -> dict[int, float]:
+    """Share of questions with a gold fact in the top k, brackets stripped."""
+    ranks = []
+    for start in range(0, len(questions), 64):
+        chunk = questions[start : start + 64]
+        for q, result in zip(chunk, retriever.search([q.stripped for q in chunk], max(ks))):
+            ranks.append(next((i for i, f in enumerate(result.facts) if is_gold(f, q)), len(result.facts) + max(ks)))
+    return {k: float(np.mean(np.asarray(ranks) < k)) for k in ks}
+
+
+def fit_relation_prior(retriever: Retriever, questions: list[Question], *, holdout: float = 0.2,
+                       seed: int = 0, pool: int = 100) -> tuple[RelationPrior, FitReport]:
+    vectors, labels = label_questions(retriever, questions, pool)
+    rows = [i for i, ks in enumerate(labels) if ks]
+    random.Random(seed).shuffle(rows)
+    cut = int(len(rows) * (1 - holdout))
+    train, held = rows[:cut], rows[cut:]
+    grid = []
+    for weight, temperature in itertools.product(WEIGHTS, TEMPERATURES):
+        retriever.relations = RelationPrior.fit(vectors[train], [labels[i] for i in train],
+                                                weight=weight, temperature=temperature)
+        recall = recall_at(retriever, [questions[i] for i in held])
+        grid.append({"weight": weight, "temperature": temperature, **{f"recall@{k}": v for k, v in recall.items()}})
+        log.info("weight %.2f temperature %.2f: %s", weight, temperature, recall)
+    best = max(grid, key=lambda g: (g["recall@5"], g["recall@1"]))
+    prior = RelationPrior.fit(vectors[rows], [labels[i] for i in rows],
+                              weight=best["weight"], temperature=best["temperature"])
+    retriever.relations = prior
+    keys = {k: sum(k in ls for ls in labels) for k in prior.keys}
+    return prior, FitReport(len(rows), len(questions) - len(rows), keys, grid, best)

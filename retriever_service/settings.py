@@ -1,0 +1,38 @@
+"""Retriever settings: environment variables prefixed `KGRAG_RETRIEVER_` (or passed in by tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RetrieverSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KGRAG_RETRIEVER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8001
+    data_dir: Path = Field(Path("var/data"), description="Qdrant Edge data directory (embedded store)")
+    collection: str = "facts"
+    qdrant_url: str | None = Field(
+        None, validation_alias=AliasChoices("KGRAG_RETRIEVER_QDRANT_URL", "QDRANT_URL"),
+        description="Qdrant server URL; ':memory:' for qdrant-client's local mode; unset for Qdrant Edge",
+    )
+    qdrant_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("KGRAG_RETRIEVER_QDRANT_API_KEY", "QDRANT_API_KEY"))
+    rerank_pool: int = Field(100, ge=1, description="candidates fetched for relation-aware re-ranking")
+    tau: float = Field(0.05, gt=0, description="temperature of the prior softmax(score / tau)")
+    default_k: int = Field(5, ge=1)
+    max_k: int = Field(100, ge=1)
+    max_query_chars: int = Field(1000, ge=1)
+    max_batch: int = Field(64, ge=1, description="most queries in one batch search")
+    max_facts_per_request: int = Field(5000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    encoder_bf16: bool = Field(True, description="bf16 autocast for the encoder (AMX); vectors agree to cos > 0.999")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None keeps torch's default")
+
+    @property
+    def relation_prior_path(self) -> Path:
+        """Where `kgrag-ingest fit-relations` saves the relation prior of this collection."""
+        return self.data_dir / f"{self.collection}.relation_prior.npz"

@@ -1,0 +1,62 @@
+"""Triples, the fact sentences made from them, and their deterministic ids.
+
+A fact is one triple (subject, relation, object) of the knowledge graph, read as a short
+sentence. Its id is a UUIDv5 of the triple, so loading the same triple twice stores it once.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+# A fixed namespace: ids must stay stable across versions, or re-ingest would duplicate facts.
+FACT_NAMESPACE = uuid.UUID("6f6b8a1e-3c1d-5b7a-9d2e-6b2a4c8e0f11")
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATORS = re.compile(r"[_\s]+")
+
+
+def humanize(name: str) -> str:
+    """'birthPlace' -> 'birth place', 'directed_by' -> 'directed by', 'Tom_Hanks' -> 'Tom Hanks'.
+
+    camelCase is split only when the name has no separator of its own and starts lowercase,
+    so proper names such as 'McDonald' or 'iPhone_X' are left alone.
+    """
+    if "_" not in name and " " not in name and name[:1].islower():
+        name = _CAMEL_BOUNDARY.sub(" ", name)
+        return _SEPARATORS.sub(" ", name).strip().lower()
+    return _SEPARATORS.sub(" ", name).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Triple:
+    subject: str
+    relation: str
+    object: str
+
+    @property
+    def id(self) -> str:
+        return fact_id(self.subject, self.relation, self.object)
+
+    @property
+    def text(self) -> str:
+        return fact_sentence(self.subject, self.relation, self.object)
+
+    def payload(self) -> dict[str, str]:
+        return {"subject": self.subject, "relation": self.relation, "object": self.object, "text": self.text}
+
+
+def fact_id(subject: str, relation: str, obj: str) -> str:
+    # \x1f (unit separator) cannot occur in a name read from any of our formats' fields.
+    return str(uuid.uuid5(FACT_NAMESPACE, f"{subject}\x1f{relation}\x1f{obj}"))
+
+
+def relation_label(relation: str) -> str:
+    """The words of a relation: 'directed_by' -> 'directed by', 'birthPlace' -> 'birth place'."""
+    return humanize(relation).lower()
+
+
+def fact_sentence(subject: str, relation: str, obj: str) -> str:
+    """The text that is embedded and shown: 'Forrest Gump directed by Robert Zemeckis'."""
+    return f"{subject} {relation_label(relation)} {obj}"

@@ -1,0 +1,227 @@
+"""Tests for generator_service.fact_scoring (shared-prefix batched scoring and decoding).
+
+The fast tests use a tiny random Llama (2 layers, hidden 64) in float32 with a byte-level BPE
+tokenizer trained in memory; the slow ones load the real SmolLM2-135M-Instruct.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from generator_service.fact_scoring import FactScorer
+from generator_service.lm_loading import ModelLoadError, load_causal_lm
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CORPUS = [
+    "Answer the question using the fact. Reply with the answer only.",
+    "Question: What is the capital of France? Fact: France capital Paris",
+    "Paris is the capital and largest city of France, on the river Seine.",
+    "Berlin is the capital of Germany. Tom Hanks was born in Concord, California.",
+]
+QUESTION = "What is the capital of France?"
+FACTS = [
+    "France capital Paris",
+    "Paris is the largest city of France, on the river Seine in the north of the country",
+    "Germany capital Berlin",
+    "Tom Hanks born in Concord",
+]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tokenizer(chat_template: str | None) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    wrapped.chat_template = chat_template
+    return wrapped
+
+
+@pytest.fixture(scope="module", params=[("sdpa", CHAT_TEMPLATE), ("eager", None)], ids=["sdpa-chat", "eager-plain"])
+def scorer(request):
+    attention, chat_template = request.param
+    tokenizer = _tokenizer(chat_template)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        initializer_range=0.2,  # large weights, so the context visibly changes the output
+        attn_implementation=attention,
+    )
+    return FactScorer(LlamaForCausalLM(config).eval(), tokenizer)
+
+
+def _full_logprobs(scorer: FactScorer, ids: list[int]) -> torch.Tensor:
+    """Next-token log-probs after ids, from one plain forward of the whole sequence: (V,)."""
+    with torch.inference_mode():
+        logits = scorer.model(input_ids=torch.tensor([ids])).logits  # (1, T, V)
+    return logits[0, -1].log_softmax(-1)
+
+
+def test_prefix_is_shared_and_split_at_a_token_boundary(scorer):
+    prompt = scorer.build_prompt(QUESTION, FACTS)
+    tok = scorer.tokenizer
+    has_template = bool(tok.chat_template)
+    assert len(prompt.suffixes) == len(FACTS)
+    assert tok.decode(prompt.prefix).rstrip().endswith(QUESTION)
+    for fact, suffix in zip(FACTS, prompt.suffixes):
+        assert tok.decode(suffix).startswith(f"Fact: {fact}")
+        joint = tok.decode(prompt.prefix) + tok.decode(suffix)
+        # tokenizing prompt text in one go gives the same ids: no token spans the split
+        assert tok(joint, add_special_tokens=not has_template).input_ids == prompt.prefix + suffix
+
+
+def test_start_batched_equals_each_fact_alone(scorer):
+    state = scorer.start(QUESTION, FACTS)
+    prompt = scorer.build_prompt(QUESTION, FACTS)
+    assert state.logprobs.shape == (len(FACTS), len(scorer.tokenizer))
+    for k, suffix in enumerate(prompt.suffixes):
+        torch.testing.assert_close(state.logprobs[k], _full_logprobs(scorer, prompt.prefix + suffix), atol=1e-4, rtol=0)
+        alone = scorer.start(QUESTION, [FACTS[k]]).logprobs[0]
+        torch.testing.assert_close(state.logprobs[k], alone, atol=1e-4, rtol=0)
+    # the facts really change the distribution, so the comparisons above are not vacuous
+    assert (state.logprobs[0] - state.logprobs[1]).abs().max() > 0.1
+
+
+def test_step_equals_full_forward_of_extended_sequence(scorer):
+    prompt = scorer.build_prompt(QUESTION, FACTS)
+    state = scorer.start(QUESTION, FACTS)
+    appended = [5, 17, 42]
+    for token in appended:
+        logprobs = scorer.step(state, [token] * len(FACTS))  # (K, V)
+    for k, suffix in enumerate(prompt.suffixes):
+        expected = _full_logprobs(scorer, prompt.prefix + suffix + appended)
+        torch.testing.assert_close(logprobs[k], expected, atol=1e-4, rtol=0)
+
+
+def test_beam_rows_select_and_step(scorer):
+    """Two beams over K facts: rows b*K + k, different tokens per beam, then a reorder of the beams."""
+    k = len(FACTS)
+    prompt = scorer.build_prompt(QUESTION, FACTS)
+    state = scorer.select_rows(scorer.start(QUESTION, FACTS), torch.arange(k).repeat(2))
+    scorer.step(state, torch.tensor([7, 9]).repeat_interleave(k))
+    swapped = scorer.select_rows(state, torch.tensor([1, 0]).repeat_interleave(k) * k + torch.arange(k).repeat(2))
+    logprobs = scorer.step(swapped, torch.full((2 * k,), 11))  # (2K, V)
+    for beam, first in enumerate([9, 7]):
+        for fact, suffix in enumerate(prompt.suffixes):
+            expected = _full_logprobs(scorer, prompt.prefix + suffix + [first, 11])
+            torch.testing.assert_close(logprobs[beam * k + fact], expected, atol=1e-4, rtol=0)
+
+
+def test_padding_does_not_leak(scorer):
+    """Garbage in the padded cache slots (between a short fact and its answer) changes nothing."""
+    state = scorer.start(QUESTION, FACTS)
+    clean = scorer.select_rows(state, torch.arange(len(FACTS)))
+    padded = (state.attention_mask == 0)[:, None, :, None]  # (K, 1, L, 1)
+    assert padded.any()
+    with torch.inference_mode():
+        for keys, values, *_ in state.cache:  # (K, heads, L, head_dim)
+            keys.masked_fill_(padded, 1e3)
+            values.masked_fill_(padded, -1e3)
+    tokens = [3] * len(FACTS)
+    torch.testing.assert_close(scorer.step(state, tokens), scorer.step(clean, tokens), atol=1e-4, rtol=0)
+
+
+def test_score_answers_matches_naive_loop(scorer):
+    answers = [scorer.tokenizer("Paris", add_special_tokens=False).input_ids, [5], [9, 8, 7, 6, 5, 4]]
+    batched = scorer.score_answers(QUESTION, FACTS, answers)
+    naive = scorer.score_answers_naive(QUESTION, FACTS, answers)
+    t_max = max(len(a) for a in answers)
+    assert batched.token_logprobs.shape == (len(FACTS), len(answers), t_max)
+    assert batched.mask.tolist() == [[t < len(a) for t in range(t_max)] for a in answers]
+    torch.testing.assert_close(batched.mask, naive.mask)
+    torch.testing.assert_close(batched.token_logprobs, naive.token_logprobs, atol=1e-4, rtol=0)
+    first = scorer.start(QUESTION, FACTS).logprobs[:, answers[1][0]]  # (K,)
+    torch.testing.assert_close(batched.token_logprobs[:, 1, 0], first, atol=1e-5, rtol=0)
+
+
+def test_rejects_empty_inputs(scorer):
+    with pytest.raises(ValueError):
+        scorer.start(QUESTION, [])
+    with pytest.raises(ValueError):
+        scorer.score_answers(QUESTION, FACTS, [[5], []])
+
+
+def test_load_model_directory(scorer, tmp_path):
+    scorer.model.save_pretrained(tmp_path)
+    scorer.tokenizer.save_pretrained(tmp_path)
+    lm = load_causal_lm(tmp_path, cache_dir=tmp_path / "cache", dtype="float32", device="cpu")
+    assert (lm.dtype, lm.device.type, lm.name) == (torch.float32, "cpu", tmp_path.name)
+    assert not lm.model.training
+    assert lm.tokenizer("Paris").input_ids == scorer.tokenizer("Paris").input_ids
+    reloaded = FactScorer(lm.model, lm.tokenizer).start(QUESTION, FACTS).logprobs
+    torch.testing.assert_close(reloaded, scorer.start(QUESTION, FACTS).logprobs, atol=1e-5, rtol=0)
+
+
+def test_load_errors_are_wrapped_and_leave_no_cache(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelLoadError) as caught:
+        load_causal_lm(bad, cache_dir=cache)
+    assert caught.value.__cause__ is not None
+    assert list(cache.iterdir()) == []  # the temp dir is gone, no half-written bad/ dir
+    for missing in [tmp_path / "missing.gguf", tmp_path / "no-model-here"]:
+        with pytest.raises(ModelLoadError):
+            load_causal_lm(missing, cache_dir=cache)
+    with pytest.raises(ValueError):
+        load_causal_lm(tmp_path, cache_dir=cache, dtype="float16")
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """The default model (the teacher: no models/student in the cwd), converted once into var/cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO_ROOT / "tests")
+        lm = load_causal_lm(None, cache_dir=REPO_ROOT / "var" / "cache" / "lm")
+    return FactScorer(lm.model, lm.tokenizer)
+
+
+@pytest.mark.slow
+def test_smollm2_answers_paris_from_the_fact(smollm2):
+    """The base model starts a sentence ("The capital of France is Paris.") rather than "Paris", so
+    this checks "Paris" is a top-3 first token, the fact raises it, and greedy decoding reaches it."""
+    tok = smollm2.tokenizer
+    paris = tok("Paris", add_special_tokens=False).input_ids[0]
+    state = smollm2.start(QUESTION, ["France capital Paris", "Germany capital Berlin"])
+    assert paris in state.logprobs[0].topk(3).indices.tolist()
+    assert state.logprobs[0, paris] > state.logprobs[1, paris]
+    answer = []
+    for _ in range(12):
+        token = int(state.logprobs[0].argmax())
+        if token == tok.eos_token_id:
+            break
+        answer.append(token)
+        smollm2.step(state, [token, token])
+    assert "Paris" in tok.decode(answer)
+
+
+@pytest.mark.slow
+def test_smollm2_prompt_split_and_batched_scores(smollm2):
+    tok = smollm2.tokenizer
+    prompt = smollm2.build_prompt(QUESTION, FACTS)
+    for suffix in prompt.suffixes:
+        joint = tok.decode(prompt.prefix) + tok.decode(suffix)
+        assert tok(joint, add_special_tokens=False).input_ids == prompt.prefix + suffix
+    answers = [tok("Paris", add_special_tokens=False).input_ids, tok("Berlin", add_special_tokens=False).input_ids]
+    batched = smollm2.score_answers(QUESTION, FACTS, answers)
+    naive = smollm2.score_answers_naive(QUESTION, FACTS, answers)
+    # bf16 logits near |16..32| are spaced 0.125 apart: padding and batch shape change the rounding only
+    torch.testing.assert_close(batched.token_logprobs, naive.token_logprobs, atol=0.1, rtol=0.05)
