@@ -15,7 +15,7 @@ from pathlib import Path
 
 import rdflib
 from rdflib import Literal, URIRef
-from rdflib.namespace import RDFS, SKOS
+from rdflib.namespace import FOAF, RDFS, SKOS
 from rdflib.plugins.parsers.ntriples import W3CNTriplesParser
 
 from shared.facts import Triple, humanize
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("nt", "ttl", "pipe", "tsv", "jsonl")
 _SUFFIXES = {".nt": "nt", ".ttl": "ttl", ".tsv": "tsv", ".jsonl": "jsonl", ".txt": "pipe", ".psv": "pipe"}
-_LABEL_PREDICATES = (RDFS.label, SKOS.prefLabel)
+_LABEL_PREDICATES = (RDFS.label, SKOS.prefLabel, FOAF.name)
 
 
 class ReaderError(ValueError):

@@ -55,12 +55,12 @@ def label_questions(retriever: Retriever, questions: list[Question], pool: int) 
     return retriever.encoder.encode([q.stripped for q in questions]), labels
 
 
-def recall_at(retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20)) -> dict[int, float]:
-    """Share of questions with a gold fact in the top k, brackets stripped."""
+def recall_at(retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20), hints: bool = False) -> dict[int, float]:
+    """Share of questions with a gold fact in the top k; brackets stripped unless kept as `hints`."""
     ranks = []
     for start in range(0, len(questions), 64):
         chunk = questions[start : start + 64]
-        for q, result in zip(chunk, retriever.search([q.stripped for q in chunk], max(ks))):
+        for q, result in zip(chunk, retriever.search([q.text if hints else q.stripped for q in chunk], max(ks))):
             ranks.append(next((i for i, f in enumerate(result.facts) if is_gold(f, q)), len(result.facts) + max(ks)))
     return {k: float(np.mean(np.asarray(ranks) < k)) for k in ks}
 

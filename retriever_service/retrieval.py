@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,21 +55,27 @@ def softmax_prior(scores: list[float], tau: float) -> list[float]:
 
 class Retriever:
     def __init__(self, encoder: Encoder, store: FactStore, entities: EntityIndex, tau: float,
-                 relations: RelationPrior | None = None, rerank_pool: int = 100) -> None:
+                 relations: RelationPrior | None = None, rerank_pool: int = 100,
+                 observe: Callable[[str, float], None] | None = None) -> None:
         self.encoder = encoder
         self.store = store
         self.entities = entities
         self.tau = tau
         self.relations = relations
         self.rerank_pool = rerank_pool
+        self.observe = observe or (lambda stage, seconds: None)  # stage: "embed" or "search"
 
     def search(self, queries: list[str], k: int, *, link: bool = True) -> list[SearchResult]:
         """Top-k facts for each query; `link=False` is plain dense search over all facts."""
         links = [self.entities.link(q) if link else [] for q in queries]
+        start = time.perf_counter()
         vectors = self.encoder.encode([_BRACKETS.sub("", q) for q in queries])  # (Q, H)
+        self.observe("embed", time.perf_counter() - start)
         filters = [sorted({name for e in linked for name in e.names}) or None for linked in links]
         rerank = self.relations is not None and any(filters)
+        start = time.perf_counter()
         hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k, filters)
+        self.observe("search", time.perf_counter() - start)
         log_probs = self.relations.log_probs(vectors) if rerank else None  # (Q, R)
         results = []
         for i, (query, found, names) in enumerate(zip(queries, hits, filters)):

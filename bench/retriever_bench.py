@@ -1,0 +1,166 @@
+"""Retriever benchmark on MetaQA: ingest speed, recall of a gold fact, search latency.
+
+    python -m bench.retriever_bench [--metaqa-dir ../shared/data/metaqa] [--reuse]
+
+Prints a table and writes bench/results/retriever.json. Everything is measured in this one run,
+so the ratios (bf16/fp32, with/without relation prior) compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from retriever_service.encoder import Encoder
+from retriever_service.ingest import ingest_triples
+from retriever_service.readers import read_triples
+from retriever_service.relation_fitting import fit_relation_prior, recall_at
+from retriever_service.settings import RetrieverSettings
+from retriever_service.state import RetrieverState
+from shared.launcher import ServiceProcess
+from shared.metrics import Metrics
+from shared.qa_data import METAQA_DIR, Question, metaqa_split
+
+RESULTS = Path("bench/results")
+
+
+def encoder_speed(texts: list[str]) -> dict:
+    """bf16 autocast against fp32 on the same facts, and whether their vectors agree."""
+    out, vectors = {}, {}
+    for bf16 in (False, True):
+        enc = Encoder.load(bf16=bf16)
+        enc.encode(texts[:256])  # warm-up
+        start = time.perf_counter()
+        vectors[bf16] = enc.encode(texts)
+        out["bf16" if bf16 else "fp32"] = round(len(texts) / (time.perf_counter() - start))
+    cos = (vectors[True] * vectors[False]).sum(axis=1)
+    return {**out, "speedup": round(out["bf16"] / out["fp32"], 2), "cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
+
+
+def ingest(state: RetrieverState, kb: Path) -> dict:
+    start = time.perf_counter()
+    stats = ingest_triples(read_triples(kb, "pipe"), encoder=state.encoder, store=state.store(),
+                           entities=state.entities, progress=True)
+    seconds = time.perf_counter() - start
+    state.store().optimize()
+    return {**stats.as_dict(), "seconds": round(seconds, 1), "facts_per_s": round(stats.added / seconds),
+            "optimize_seconds": round(time.perf_counter() - start - seconds, 1)}
+
+
+def recall_table(state: RetrieverState, test: list[Question]) -> dict:
+    retriever = state.retriever()
+    prior = retriever.relations
+    rows = {}
+    rows["linked + relation prior, brackets stripped"] = recall_at(retriever, test)
+    rows["linked + relation prior, brackets as hints"] = recall_at(retriever, test, hints=True)
+    retriever.relations = None
+    rows["linked, cosine only, brackets stripped"] = recall_at(retriever, test)
+    retriever.entities = type(retriever.entities)()  # empty index: nothing links, plain dense search
+    rows["plain dense search"] = recall_at(retriever, test)
+    retriever.relations, retriever.entities = prior, state.entities
+    return {name: {f"R@{k}": round(v, 4) for k, v in r.items()} for name, r in rows.items()}
+
+
+def latency(samples: list[float]) -> dict:
+    ms = np.asarray(samples) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2), "n": len(ms)}
+
+
+def search_latency(state: RetrieverState, queries: list[str], settings: RetrieverSettings) -> dict:
+    retriever = state.retriever()
+    store = retriever.store
+    vectors = state.encoder.encode(queries)
+    names = [sorted({n for e in state.entities.link(q) for n in e.names}) or None for q in queries]
+    rows = {}
+    for label, fn in {
+        "store search, entity filter": lambda i: store.search(vectors[i : i + 1], 100, [names[i]]),
+        "store search, no filter (HNSW)": lambda i: store.search(vectors[i : i + 1], 10, [None]),
+        "full search in-process (link+embed+search+rerank)": lambda i: retriever.search([queries[i]], 10),
+    }.items():
+        samples = []
+        for i in range(len(queries)):
+            start = time.perf_counter()
+            fn(i)
+            samples.append(time.perf_counter() - start)
+        rows[label] = latency(samples)
+    return rows
+
+
+def http_latency(settings: RetrieverSettings, queries: list[str], port: int = 18401) -> dict:
+    env = {"KGRAG_RETRIEVER_DATA_DIR": str(settings.data_dir), "KGRAG_RETRIEVER_COLLECTION": settings.collection}
+    service = ServiceProcess("retriever_service", port, env, Path("var/log/bench_retriever.log")).start()
+    try:
+        service.wait_ready()
+        samples = []
+        with httpx.Client(base_url=service.url, timeout=10.0) as client:
+            for q in queries:
+                start = time.perf_counter()
+                client.post("/v1/search", json={"query": q, "k": 10}).raise_for_status()
+                samples.append(time.perf_counter() - start)
+        return latency(samples)
+    finally:
+        service.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--metaqa-dir", type=Path, default=METAQA_DIR)
+    p.add_argument("--data-dir", type=Path, default=Path("var/bench"))
+    p.add_argument("--reuse", action="store_true", help="keep an existing index instead of ingesting again")
+    p.add_argument("--latency-queries", type=int, default=500)
+    args = p.parse_args()
+    settings = RetrieverSettings(data_dir=args.data_dir, collection="metaqa")
+    kb = args.metaqa_dir / "kb.txt"
+    texts = [t.text for _, t in zip(range(4096), read_triples(kb, "pipe"))]
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+                          "torch": torch.__version__}, "encoder": encoder_speed(texts)}
+    print(json.dumps(result["encoder"]), flush=True)
+    if not args.reuse:
+        shutil.rmtree(args.data_dir / "metaqa", ignore_errors=True)
+        settings.relation_prior_path.unlink(missing_ok=True)
+    state = RetrieverState(settings=settings, encoder=Encoder.load(bf16=True), metrics=Metrics("bench"))
+    if not args.reuse or state.store().count() == 0:
+        result["ingest"] = ingest(state, kb)
+        print(json.dumps(result["ingest"]), flush=True)
+    dev = metaqa_split(1, "dev", args.metaqa_dir)
+    test = metaqa_split(1, "test", args.metaqa_dir)
+    start = time.perf_counter()
+    prior, report = fit_relation_prior(state.retriever(), dev)
+    prior.save(settings.relation_prior_path)
+    state.relations = prior
+    result["relation_prior"] = {"fit_seconds": round(time.perf_counter() - start, 1), "chosen_on_dev": report.chosen,
+                                "dev_questions_labelled": report.labelled}
+    result["recall_test"] = recall_table(state, test)
+    queries = [q.stripped for q in test[: args.latency_queries]]
+    result["latency_in_process"] = search_latency(state, queries, settings)
+    state.close()
+    result["latency_http"] = http_latency(settings, queries)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "retriever.json").write_text(json.dumps(result, indent=2))
+    print_table(result)
+
+
+def print_table(result: dict) -> None:
+    print(f"\nencoder facts/s: fp32 {result['encoder']['fp32']}, bf16 {result['encoder']['bf16']} "
+          f"({result['encoder']['speedup']}x), cos min {result['encoder']['cos_min']:.4f}")
+    if "ingest" in result:
+        i = result["ingest"]
+        print(f"ingest: {i['added']} facts in {i['seconds']} s ({i['facts_per_s']} facts/s), HNSW build {i['optimize_seconds']} s")
+    print(f"\n{'MetaQA 1-hop test (9,947 questions)':55s} R@1    R@5    R@10   R@20")
+    for name, r in result["recall_test"].items():
+        print(f"{name:55s} " + "  ".join(f"{r[k]:.3f}" for k in ("R@1", "R@5", "R@10", "R@20")))
+    print(f"\n{'latency':55s} p50 ms   p95 ms")
+    for name, r in {**result["latency_in_process"], "over HTTP (POST /v1/search, k=10)": result["latency_http"]}.items():
+        print(f"{name:55s} {r['p50_ms']:7.2f}  {r['p95_ms']:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+from retriever_service.entity_linking import EntityIndex
+from shared.names import fold, fold_tokens
+
+FACTS = [
+    {"subject": "Forrest Gump", "relation": "directed_by", "object": "Robert Zemeckis"},
+    {"subject": "Forrest Gump", "relation": "starred_actors", "object": "Tom Hanks"},
+    {"subject": "Big", "relation": "starred_actors", "object": "Tom Hanks"},
+    {"subject": "Her", "relation": "directed_by", "object": "Spike Jonze"},
+    {"subject": "Amélie", "relation": "directed_by", "object": "Jean-Pierre Jeunet"},
+    {"subject": "Tom", "relation": "release_year", "object": "2002"},
+    {"subject": "United Kingdom", "relation": "also known as", "object": "Great Britain"},
+]
+
+
+def index():
+    idx = EntityIndex()
+    idx.update(FACTS)
+    return idx
+
+
+def mentions(idx, question):
+    return [e.names for e in idx.link(question)]
+
+
+def test_folding():
+    assert fold_tokens("Amélie (2001)!") == ["amelie", "2001"]
+    assert fold("Jean-Pierre  JEUNET") == "jean pierre jeunet"
+
+
+def test_longest_match_first():
+    assert mentions(index(), "what films did tom hanks star in")[0] == ("Tom Hanks",)  # not the film "Tom"
+
+
+def test_bracket_hint_and_without_brackets():
+    idx = index()
+    hinted = idx.link("who directed [Forrest Gump]")
+    assert hinted[0].names == ("Forrest Gump",) and hinted[0].hinted
+    assert mentions(idx, "who directed forrest gump") == [("Forrest Gump",)]
+
+
+def test_case_accents_punctuation_folded():
+    assert mentions(index(), "Who directed AMELIE?") == [("Amélie",)]
+    assert mentions(index(), "movies by jean pierre jeunet") == [("Jean-Pierre Jeunet",)]
+
+
+def test_common_word_titles_only_as_last_resort():
+    idx = index()
+    assert mentions(idx, "who directed her film with tom hanks")[0] == ("Tom Hanks",)
+    assert ("Her",) not in mentions(idx, "who directed her film with tom hanks")
+    assert mentions(idx, "who directed her") == [("Her",)]
+
+
+def test_aliases_link_to_the_subject():
+    assert mentions(index(), "what is the capital of great britain") == [("United Kingdom",)]
+
+
+def test_bracket_not_in_kg_falls_back_to_scan():
+    assert mentions(index(), "did [Nobody Known] work with spike jonze")[0] == ("Spike Jonze",)
+
+
+def test_removing_facts_forgets_unused_names():
+    idx = index()
+    idx.update([FACTS[2]], -1)  # Big starred Tom Hanks
+    assert idx.lookup("big") == ()
+    assert idx.lookup("tom hanks") == ("Tom Hanks",)  # still used by Forrest Gump
+    idx.update([FACTS[1]], -1)
+    assert idx.lookup("tom hanks") == ()
+
+
+def test_no_entity():
+    assert index().link("what is the meaning of life") == []

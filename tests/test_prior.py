@@ -1,0 +1,41 @@
+import math
+
+import numpy as np
+
+from retriever_service.relation_prior import RelationPrior, relation_key
+from retriever_service.retrieval import softmax_prior
+
+
+def test_softmax_prior_sums_to_one_and_sharpens_with_small_tau():
+    scores = [0.62, 0.60, 0.41]
+    flat, sharp = softmax_prior(scores, 1.0), softmax_prior(scores, 0.02)
+    assert math.isclose(sum(flat), 1.0) and math.isclose(sum(sharp), 1.0)
+    assert max(flat) - min(flat) < 0.1  # plain cosines give a nearly flat softmax
+    assert sharp[0] > 0.7 and sharp[0] > sharp[1] > sharp[2]
+    assert softmax_prior([], 0.1) == []
+    assert softmax_prior([1000.0, 0.0], 0.001) == [1.0, 0.0]  # no overflow
+
+
+def test_relation_key_direction():
+    fact = {"subject": "Big", "relation": "directed_by", "object": "Penny Marshall"}
+    assert relation_key(fact, {"Big"}) == "directed_by"
+    assert relation_key(fact, {"Penny Marshall"}) == "directed_by^-1"
+
+
+def test_relation_prior_fit_predicts_and_rescores(tmp_path):
+    rng = np.random.default_rng(0)
+    centers = np.eye(4, 8, dtype=np.float32)
+    vectors = np.concatenate([c + 0.1 * rng.normal(size=(30, 8)) for c in centers[:2]]).astype(np.float32)
+    labels = [{"a"}] * 30 + [{"b"}] * 30
+    prior = RelationPrior.fit(vectors, labels, weight=0.5, temperature=0.1)
+    log_p = prior.log_probs(centers[:2])  # (2, 2)
+    np.testing.assert_allclose(np.exp(log_p).sum(axis=1), 1.0, rtol=1e-6)
+    assert log_p[0, 0] > log_p[0, 1] and log_p[1, 1] > log_p[1, 0]
+    # the cosine slightly favours the wrong relation; the prior turns it round
+    scores = prior.rescore([0.50, 0.49, 0.49], ["b", "a", "never-seen"], log_p[0])
+    assert scores[1] > scores[0] > scores[2]
+    path = prior.save(tmp_path / "prior.npz")
+    loaded = RelationPrior.load(path)
+    assert loaded.keys == prior.keys and loaded.weight == 0.5
+    np.testing.assert_array_equal(loaded.centroids, prior.centroids)
+    assert RelationPrior.load(tmp_path / "missing.npz") is None
