@@ -1,29 +1,42 @@
-"""Per-fact next-token log-probabilities for one question and K retrieved facts, sharing the prompt prefix.
+"""Per-fact next-token log-probabilities for questions and their retrieved facts, sharing prompt prefixes.
 
-Every fact's prompt is [instruction + question] (the shared prefix, identical for all K) followed
-by [fact + answer cue]. The prefix is run once (batch 1); its KV cache is copied to K rows and
-the K fact suffixes run as one right-padded batch, with a 2D attention mask over prefix+suffix
-and explicit position ids, so padding changes nothing. Answer tokens are then appended one step
-at a time (RAG-Token decoding, beams included) or all at once (scoring given answers).
+Every fact's prompt has three parts: the head [instruction + a one-shot example], the same for
+every question; the question; the fact and the answer cue ("Answer:", inside the assistant turn,
+so the model answers " Paris" rather than "The capital of France is Paris."). The head's KV cache
+is computed once per FactScorer and copied to one row per question; the questions run as one
+right-padded batch, their caches are copied to one row per fact, and all facts' suffixes run as
+one right-padded batch. The padding sits in the middle of a row; a 2D attention mask hides it and
+explicit position ids skip it, so it changes nothing. Answer tokens are then appended one step at
+a time (RAG decoding, beams included) or all at once (scoring given answers).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple, Sequence
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-DEFAULT_INSTRUCTION = "Answer the question using the fact. Reply with the answer only."
-_FACT_SLOT = "\u241eFACT\u241e"  # marks where the fact goes in the rendered chat template
+DEFAULT_INSTRUCTION = "Answer the question with the entity named in the fact. Reply with the entity name only."
+EXAMPLE = ("What is the capital of Italy?", "Italy capital Rome", "Rome")  # question, fact, answer: the one shot
+ANSWER_CUE = "Answer:"  # ends every prompt; the answer follows after a space
+_QUESTION_SLOT = "\u241eQUESTION\u241e"  # marks where the question starts in the rendered template
+_FACT_SLOT = "\u241eFACT\u241e"  # marks where the fact goes
 
 
 @dataclass(frozen=True)
 class PromptIds:
-    prefix: list[int]  # instruction + question: shared by every fact
+    head: list[int]  # instruction + example: the same for every question
+    question: list[int]  # the question line: shared by every fact
     suffixes: list[list[int]]  # per fact: fact + answer cue; prefix + suffixes[k] is fact k's prompt
+
+    @property
+    def prefix(self) -> list[int]:
+        """The part shared by the question's facts: head + question."""
+        return self.head + self.question
 
 
 @dataclass
@@ -62,54 +75,109 @@ class FactScorer:
         return self.model.device
 
     def build_prompt(self, question: str, facts: Sequence[str]) -> PromptIds:
-        """Token ids of the shared prefix and of each fact's suffix, tokenized separately.
+        """Token ids of the head, the question line and each fact's suffix, tokenized separately.
 
-        With a chat template: system = instruction, user = "Question: ...\\nFact: ...", then the
-        assistant cue. The split falls right after the newline that ends the question line.
+        With a chat template: system = instruction, then the example as a user turn ("Question:
+        ...\\nFact: ...") and an assistant turn ("Answer: Rome"), then the question's user turn and
+        the assistant cue plus "Answer:". The splits fall right before "Question:" and right after
+        the newline that ends the question line.
         """
-        has_template = bool(self.tokenizer.chat_template)
-        user = f"Question: {question}\n{_FACT_SLOT}"
-        if has_template:
-            messages = [{"role": "system", "content": self.instruction}, {"role": "user", "content": user}]
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            text = f"{self.instruction}\n{user}\nAnswer:\n"
-        prefix, _, cue = text.rpartition(_FACT_SLOT)
+        text = self._render(f"{_QUESTION_SLOT}Question: {question}\n{_FACT_SLOT}")
+        head, _, rest = text.partition(_QUESTION_SLOT)
+        question_line, _, cue = rest.rpartition(_FACT_SLOT)
         tok = self.tokenizer
         return PromptIds(
-            prefix=tok(prefix, add_special_tokens=not has_template).input_ids,
+            head=tok(head, add_special_tokens=not self.tokenizer.chat_template).input_ids,
+            question=tok(question_line, add_special_tokens=False).input_ids,
             suffixes=[tok(f"Fact: {fact}{cue}", add_special_tokens=False).input_ids for fact in facts],
         )
 
+    def answer_token_ids(self, answer: str) -> list[int]:
+        """The ids of an answer as the model writes it after the answer cue (a space, then the answer)."""
+        return self.tokenizer(f" {answer.strip()}", add_special_tokens=False).input_ids
+
+    def _render(self, user: str) -> str:
+        """The whole prompt text for one user turn, with the instruction and the one-shot example first."""
+        example_question, example_fact, example_answer = EXAMPLE
+        example = f"Question: {example_question}\nFact: {example_fact}"
+        answer = f"{ANSWER_CUE} {example_answer}"
+        if not self.tokenizer.chat_template:
+            return f"{self.instruction}\n\n{example}\n{answer}\n\n{user}\n{ANSWER_CUE}"
+        messages = [
+            {"role": "system", "content": self.instruction},
+            {"role": "user", "content": example},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": user},
+        ]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + ANSWER_CUE
+
+    @cached_property
     @torch.inference_mode()
-    def start(self, question: str, facts: Sequence[str]) -> DecodeState:
-        """Run the prefix once and the K fact suffixes as one batch; state.logprobs is (K, V) for answer token 1."""
-        if not facts:
-            raise ValueError("at least one fact is needed")
-        prompt = self.build_prompt(question, facts)
-        prefix = torch.tensor([prompt.prefix], device=self.device)  # (1, P)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=prefix, cache=cache, use_cache=True, logits_to_keep=1)  # logits (1, 1, V)
-        shared = DecodeState(
-            cache=out.cache,
-            attention_mask=torch.ones_like(prefix),  # (1, P)
-            next_positions=torch.tensor([prefix.shape[1]], device=self.device),  # (1,)
-            logprobs=out.logits[:, -1].float().log_softmax(-1),  # (1, V) after the bare prefix
+    def _head(self) -> DecodeState:
+        """The head's KV cache (one row), computed on first use; every start copies it."""
+        head = torch.tensor([self.build_prompt("", []).head], device=self.device)  # (1, H)
+        state = DecodeState(
+            cache=DynamicCache(config=self.model.config),
+            attention_mask=torch.zeros(1, 0, dtype=torch.long, device=self.device),  # (1, 0)
+            next_positions=torch.zeros(1, dtype=torch.long, device=self.device),  # (1,)
+            logprobs=torch.empty(0),
         )
-        state = self.select_rows(shared, torch.zeros(len(facts), dtype=torch.long, device=self.device))
-        suffix, lengths = _right_pad(prompt.suffixes, self.device)  # (K, S), (K,)
-        logits = self._extend(state, suffix, lengths)  # (K, S, V)
-        last = logits[torch.arange(len(facts), device=self.device), lengths - 1]  # (K, V)
-        state.logprobs = last.float().log_softmax(-1)
+        hidden = self._extend(state, head, torch.tensor([head.shape[1]], device=self.device))  # (1, H, D)
+        state.logprobs = self._logprobs(hidden[:, -1])  # (1, V)
         return state
+
+    def start(self, question: str, facts: Sequence[str]) -> DecodeState:
+        """One question's K rows (fact k in row k); state.logprobs is (K, V) for answer token 1."""
+        return self.start_batch([question], [facts])
+
+    @torch.inference_mode()
+    def start_batch(self, questions: Sequence[str], facts: Sequence[Sequence[str]]) -> DecodeState:
+        """Rows for every question's facts, question after question (sum of K_i rows), from one forward pass.
+
+        After a copy of the cached head, each question's line and all its fact suffixes are packed
+        into one row, [question | fact 1 | ... | fact K]; a 4D mask lets a suffix see only the head,
+        its question and itself, and its position ids follow the question's, so every fact gets the
+        keys and values of its own prompt, with no padding between suffixes. They are then gathered
+        into one row per fact.
+        """
+        if not questions or any(not question_facts for question_facts in facts):
+            raise ValueError("at least one question, and at least one fact per question, are needed")
+        prompts = [self.build_prompt(q, question_facts) for q, question_facts in zip(questions, facts, strict=True)]
+        packed = _Packed.of(prompts, self._head.attention_mask.shape[1], self.device)
+        state = self.select_rows(self._head, torch.zeros(len(prompts), dtype=torch.long))
+        blocked = torch.finfo(self.model.dtype).min
+        out = self.model.base_model(
+            input_ids=packed.ids,
+            attention_mask=torch.zeros(packed.visible.shape, dtype=self.model.dtype, device=self.device)
+            .masked_fill(~packed.visible, blocked),  # (Q, 1, N, H + N) additive
+            position_ids=packed.positions,
+            cache=state.cache,
+            use_cache=True,
+        )
+        return self._unpack(state, packed, out.last_hidden_state)  # hidden (Q, N, D)
+
+    def _unpack(self, state: DecodeState, packed: _Packed, hidden: torch.Tensor) -> DecodeState:
+        """One row per fact from the packed rows' cache (Q, heads, H + N, head_dim) and hidden states (Q, N, D)."""
+        head_length, rows = state.attention_mask.shape[1], len(packed.lengths)
+        head = torch.arange(head_length, device=self.device).expand(rows, -1)  # (R, H)
+        positions = torch.cat([head, head_length + packed.slots], dim=1)  # (R, H + L) into the packed row
+        flat = (packed.question_of[:, None] * (head_length + packed.ids.shape[1]) + positions).flatten()  # (R*(H+L),)
+        layers = [(_take(keys, flat, rows), _take(values, flat, rows)) for keys, values, *_ in state.cache]
+        ones = torch.ones(rows, head_length, dtype=torch.long, device=self.device)  # (R, H)
+        return DecodeState(
+            cache=DynamicCache(layers, config=self.model.config),
+            attention_mask=torch.cat([ones, packed.real.long()], dim=1),  # (R, H + L)
+            next_positions=head_length + packed.lengths,  # (R,)
+            logprobs=self._logprobs(hidden[packed.question_of, packed.last]),  # (R, V)
+        )
 
     @torch.inference_mode()
     def step(self, state: DecodeState, token_ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
         """Append token_ids[r] to row r (in place) and return the next-token log-probs (R, V)."""
         tokens = torch.as_tensor(token_ids, dtype=torch.long, device=self.device).view(-1, 1)  # (R, 1)
         ones = torch.ones(tokens.shape[0], dtype=torch.long, device=self.device)  # (R,)
-        logits = self._extend(state, tokens, ones)  # (R, 1, V)
-        state.logprobs = logits[:, 0].float().log_softmax(-1)
+        hidden = self._extend(state, tokens, ones)  # (R, 1, D)
+        state.logprobs = self._logprobs(hidden[:, 0])  # (R, V)
         return state.logprobs
 
     @torch.inference_mode()
@@ -135,18 +203,30 @@ class FactScorer:
     ) -> AnswerScores:
         """log p(y_t | question, fact k, y_<t) for every fact k and candidate answer n, in one batch of K*N rows."""
         state = self.start(question, facts)
-        answers, lengths = _right_pad(answer_token_ids, self.device)  # (N, T), (N,)
+        k, n = len(facts), len(answer_token_ids)
+        rows = torch.arange(k).repeat_interleave(n)  # (K*N,) row k*N + n
+        token_lp, mask = self.continuation_logprobs(state, rows, list(answer_token_ids) * k)  # (K*N, T) each
+        return AnswerScores(token_lp.view(k, n, -1), mask[:n])
+
+    @torch.inference_mode()
+    def continuation_logprobs(
+        self, state: DecodeState, rows: torch.Tensor, continuations: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p(c_t | row rows[m]'s tokens, c_<t) of continuation m after row rows[m] of state (left as is).
+
+        Returns the token log-probs (M, T), 0 where padded, and the mask (M, T), True for real tokens.
+        """
+        ids, lengths = _right_pad(continuations, self.device)  # (M, T), (M,)
         if int(lengths.min()) == 0:
-            raise ValueError("every candidate answer needs at least one token")
-        k, (n, t) = len(facts), answers.shape
-        rows = self.select_rows(state, torch.arange(k, device=self.device).repeat_interleave(n))  # row k*N + n
-        logprobs = rows.logprobs[:, None]  # (K*N, 1, V): first answer token
-        if t > 1:
-            logits = self._extend(rows, answers[:, :-1].repeat(k, 1), (lengths - 1).repeat(k))  # (K*N, T-1, V)
-            logprobs = torch.cat([logprobs, logits.float().log_softmax(-1)], dim=1)  # (K*N, T, V)
-        token_lp = logprobs.gather(-1, answers.repeat(k, 1)[..., None])[..., 0]  # (K*N, T)
-        mask = torch.arange(t, device=self.device) < lengths[:, None]  # (N, T)
-        return AnswerScores(token_lp.view(k, n, t).masked_fill(~mask, 0.0), mask)
+            raise ValueError("every continuation needs at least one token")
+        picked = self.select_rows(state, rows)
+        logprobs = picked.logprobs[:, None]  # (M, 1, V): first token
+        if ids.shape[1] > 1:
+            hidden = self._extend(picked, ids[:, :-1], lengths - 1)  # (M, T-1, D)
+            logprobs = torch.cat([logprobs, self._logprobs(hidden)], dim=1)  # (M, T, V)
+        token_lp = logprobs.gather(-1, ids[..., None])[..., 0]  # (M, T)
+        mask = torch.arange(ids.shape[1], device=self.device) < lengths[:, None]  # (M, T)
+        return token_lp.masked_fill(~mask, 0.0), mask
 
     @torch.inference_mode()
     def score_answers_naive(
@@ -168,7 +248,8 @@ class FactScorer:
         return AnswerScores(scores, mask)
 
     def _extend(self, state: DecodeState, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Append right-padded ids (R, T) to every row (row r has lengths[r] real tokens); return logits (R, T, V).
+        """Append right-padded ids (R, T) to every row (row r has lengths[r] real tokens); return the last
+        hidden states (R, T, D), which _logprobs projects where needed.
 
         Updates the cache, the attention mask and the next positions in place; state.logprobs is the caller's.
         """
@@ -176,7 +257,7 @@ class FactScorer:
         real = (offsets < lengths[:, None]).long()  # (R, T)
         state.attention_mask = torch.cat([state.attention_mask, real], dim=1)  # (R, L + T)
         positions = state.next_positions[:, None] + offsets  # (R, T); padded slots get unused positions
-        out = self.model(
+        out = self.model.base_model(
             input_ids=ids,
             attention_mask=state.attention_mask,
             position_ids=positions,
@@ -184,7 +265,66 @@ class FactScorer:
             use_cache=True,
         )
         state.next_positions = state.next_positions + lengths
-        return out.logits  # (R, T, V)
+        return out.last_hidden_state  # (R, T, D)
+
+    def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token log-probs (..., V), float32, from last hidden states (..., D)."""
+        return self.model.get_output_embeddings()(hidden).float().log_softmax(-1)  # (..., V)
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """Q prompts packed for one forward pass after the head: row i is [question i | its K_i fact suffixes]."""
+
+    ids: torch.Tensor  # (Q, N) right-padded with id 0
+    positions: torch.Tensor  # (Q, N) position ids: every suffix continues after its question
+    visible: torch.Tensor  # (Q, 1, N, H + N) bool: the keys each token may attend to
+    question_of: torch.Tensor  # (R,) the packed row of each fact row
+    slots: torch.Tensor  # (R, L) the packed positions of each fact row's question and suffix, right-padded
+    real: torch.Tensor  # (R, L) bool, False where slots is padding
+    last: torch.Tensor  # (R,) the packed position of each fact row's last suffix token
+    lengths: torch.Tensor  # (R,) question + suffix length of each fact row
+
+    @staticmethod
+    def of(prompts: Sequence[PromptIds], head_length: int, device: torch.device) -> _Packed:
+        rows = [prompt.question + [t for suffix in prompt.suffixes for t in suffix] for prompt in prompts]
+        ids, _ = _right_pad(rows, device)  # (Q, N)
+        segment = torch.full(ids.shape, -2, device=device)  # (Q, N) -1 question, k suffix k, -2 padding
+        positions = torch.zeros_like(ids)  # (Q, N)
+        slots = []
+        for i, prompt in enumerate(prompts):
+            q = len(prompt.question)
+            segment[i, :q], positions[i, :q] = -1, torch.arange(q)
+            offset = q
+            for k, suffix in enumerate(prompt.suffixes):
+                span = torch.arange(offset, offset + len(suffix))
+                segment[i, span], positions[i, span] = k, torch.arange(q, q + len(suffix))
+                slots.append(list(range(q)) + span.tolist())
+                offset += len(suffix)
+        order = torch.arange(ids.shape[1], device=device)  # (N,)
+        same = (segment[:, None, :] == -1) | (segment[:, None, :] == segment[:, :, None])  # (Q, N, N) query, key
+        own = same & (order[None, :] <= order[:, None]) & (segment[:, None, :] > -2)  # (Q, N, N) causal, no padding
+        head = torch.ones(ids.shape[0], ids.shape[1], head_length, dtype=torch.bool, device=device)  # (Q, N, H)
+        slot_ids, lengths = _right_pad(slots, device)  # (R, L), (R,)
+        return _Packed(
+            ids=ids,
+            positions=positions + head_length,
+            visible=torch.cat([head, own], dim=-1)[:, None],  # (Q, 1, N, H + N)
+            question_of=torch.arange(len(prompts), device=device).repeat_interleave(
+                torch.tensor([len(prompt.suffixes) for prompt in prompts], device=device)
+            ),  # (R,)
+            slots=slot_ids,
+            real=torch.arange(slot_ids.shape[1], device=device) < lengths[:, None],  # (R, L)
+            last=slot_ids.gather(1, lengths[:, None] - 1)[:, 0],  # (R,)
+            lengths=lengths,
+        )
+
+
+def _take(tensor: torch.Tensor, flat: torch.Tensor, rows: int) -> torch.Tensor:
+    """Cache entries (Q, heads, W, hd) at flat indices q*W + w (R*L,), as (R, heads, L, hd)."""
+    q, heads, width, head_dim = tensor.shape
+    by_position = tensor.transpose(1, 2).reshape(q * width, heads * head_dim)  # (Q*W, heads*hd)
+    return by_position.index_select(0, flat).view(rows, -1, heads, head_dim).transpose(1, 2)  # (R, heads, L, hd)
 
 
 def _right_pad(sequences: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,9 +80,13 @@ def test_prefix_is_shared_and_split_at_a_token_boundary(scorer):
     tok = scorer.tokenizer
     has_template = bool(tok.chat_template)
     assert len(prompt.suffixes) == len(FACTS)
+    assert prompt.prefix == prompt.head + prompt.question
+    assert prompt.head == scorer.build_prompt("Who?", FACTS[:1]).head  # the head does not depend on the question
+    assert tok.decode(prompt.question) == f"Question: {QUESTION}\n"
     assert tok.decode(prompt.prefix).rstrip().endswith(QUESTION)
     for fact, suffix in zip(FACTS, prompt.suffixes):
         assert tok.decode(suffix).startswith(f"Fact: {fact}")
+        assert tok.decode(suffix).endswith("Answer:")
         joint = tok.decode(prompt.prefix) + tok.decode(suffix)
         # tokenizing prompt text in one go gives the same ids: no token spans the split
         assert tok(joint, add_special_tokens=not has_template).input_ids == prompt.prefix + suffix
@@ -98,6 +102,34 @@ def test_start_batched_equals_each_fact_alone(scorer):
         torch.testing.assert_close(state.logprobs[k], alone, atol=1e-4, rtol=0)
     # the facts really change the distribution, so the comparisons above are not vacuous
     assert (state.logprobs[0] - state.logprobs[1]).abs().max() > 0.1
+
+
+def test_start_batch_equals_each_question_alone(scorer):
+    questions = [QUESTION, "Where was Tom Hanks born?", "Capital?"]
+    facts = [FACTS, FACTS[3:], FACTS[1:3]]
+    state = scorer.start_batch(questions, facts)
+    alone = torch.cat([scorer.start(q, question_facts).logprobs for q, question_facts in zip(questions, facts)])
+    torch.testing.assert_close(state.logprobs, alone, atol=1e-4, rtol=0)
+    scorer.step(state, torch.arange(state.logprobs.shape[0]) + 5)  # one step on rows of different lengths
+    prompt = scorer.build_prompt(questions[1], facts[1])
+    expected = _full_logprobs(scorer, prompt.prefix + prompt.suffixes[0] + [5 + len(FACTS)])
+    torch.testing.assert_close(state.logprobs[len(FACTS)], expected, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError):
+        scorer.start_batch([QUESTION, QUESTION], [FACTS, []])
+
+
+def test_continuation_logprobs_leave_the_state_as_is(scorer):
+    state = scorer.start(QUESTION, FACTS)
+    before = state.logprobs.clone()
+    token_lp, mask = scorer.continuation_logprobs(state, torch.tensor([2, 0]), [[7, 8, 9], [4]])  # (2, 3) each
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+    prompt = scorer.build_prompt(QUESTION, FACTS)
+    expected = _full_logprobs(scorer, prompt.prefix + prompt.suffixes[2] + [7, 8])[9]
+    torch.testing.assert_close(token_lp[0, 2], expected, atol=1e-4, rtol=0)
+    assert token_lp[1, 1:].tolist() == [0.0, 0.0]
+    assert torch.equal(state.logprobs, before)
+    tokens = [3] * len(FACTS)
+    torch.testing.assert_close(scorer.step(state, tokens), scorer.step(scorer.start(QUESTION, FACTS), tokens))
 
 
 def test_step_equals_full_forward_of_extended_sequence(scorer):
@@ -196,21 +228,14 @@ def smollm2():
 
 @pytest.mark.slow
 def test_smollm2_answers_paris_from_the_fact(smollm2):
-    """The base model starts a sentence ("The capital of France is Paris.") rather than "Paris", so
-    this checks "Paris" is a top-3 first token, the fact raises it, and greedy decoding reaches it."""
+    """With the one-shot example and the "Answer:" cue, the model answers " Paris" and stops (without
+    them it starts a sentence: "The capital of France is Paris.")."""
     tok = smollm2.tokenizer
-    paris = tok("Paris", add_special_tokens=False).input_ids[0]
+    [paris] = smollm2.answer_token_ids("Paris")
     state = smollm2.start(QUESTION, ["France capital Paris", "Germany capital Berlin"])
-    assert paris in state.logprobs[0].topk(3).indices.tolist()
+    assert int(state.logprobs[0].argmax()) == paris
     assert state.logprobs[0, paris] > state.logprobs[1, paris]
-    answer = []
-    for _ in range(12):
-        token = int(state.logprobs[0].argmax())
-        if token == tok.eos_token_id:
-            break
-        answer.append(token)
-        smollm2.step(state, [token, token])
-    assert "Paris" in tok.decode(answer)
+    assert int(smollm2.step(state, [paris, paris])[0].argmax()) == tok.eos_token_id
 
 
 @pytest.mark.slow

@@ -1,0 +1,154 @@
+"""Generator benchmark on MetaQA 1-hop test: Hits@1, latency, throughput, batched vs naive.
+
+    python -m bench.generator_bench [--metaqa-dir ../shared/data/metaqa] [--sample 500]
+
+Needs the MetaQA index that `python -m bench.retriever_bench` builds (var/bench, collection
+"metaqa"). Prints a table and writes bench/results/generator.json. A fixed seeded sample of
+test questions; the model is the one the service serves by default (the student when
+models/student exists, else the SmolLM2-135M-Instruct base).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from generator_service.lm_loading import load_causal_lm
+from generator_service.rag import RagGenerator, RagRequest
+from retriever_service.encoder import Encoder
+from retriever_service.settings import RetrieverSettings
+from retriever_service.state import RetrieverState
+from shared.launcher import ServiceProcess
+from shared.metrics import Metrics
+from shared.names import fold
+from shared.qa_data import METAQA_DIR, Question, metaqa_split
+
+RESULTS = Path("bench/results")
+BATCH = 16
+
+
+def requests_for(state: RetrieverState, questions: list[Question], k: int, mode: str) -> list[RagRequest]:
+    results = state.retriever().search([q.stripped for q in questions], k)
+    return [RagRequest(question=q.stripped, facts=[f.text for f in r.facts],
+                       log_priors=[math.log(max(f.prior, 1e-30)) for f in r.facts], mode=mode, max_new_tokens=24,
+                       constrain=True, allowed_answers=list(dict.fromkeys(n for f in r.facts for n in (f.subject, f.object))))
+            for q, r in zip(questions, results)]
+
+
+def hits_at_1(generator: RagGenerator, state: RetrieverState, questions: list[Question], k: int, mode: str) -> dict:
+    hits, start = 0, time.perf_counter()
+    for i in range(0, len(questions), BATCH):
+        chunk = questions[i : i + BATCH]
+        for q, result in zip(chunk, generator.generate(requests_for(state, chunk, k, mode))):
+            hits += fold(result.answer) in {fold(a) for a in q.answers}
+    seconds = time.perf_counter() - start
+    return {"hits@1": round(hits / len(questions), 4), "ms_per_question": round(1000 * seconds / len(questions), 1)}
+
+
+def percentiles(samples: list[float]) -> dict:
+    ms = np.asarray(samples) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1), "n": len(ms)}
+
+
+def batched_vs_naive(generator: RagGenerator, requests: list[RagRequest]) -> dict:
+    """One request at a time, K=5: our shared-prefix batched marginal against one `generate` per fact."""
+    times = {"batched": [], "naive": []}
+    agree = 0
+    for request in requests:
+        start = time.perf_counter()
+        ours = generator.generate([request])[0]
+        times["batched"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        naive = generator.generate_naive(request)
+        times["naive"].append(time.perf_counter() - start)
+        agree += ours.answer == naive.answer
+    b, n = float(np.mean(times["batched"])), float(np.mean(times["naive"]))
+    return {"batched_ms": round(1000 * b, 1), "naive_ms": round(1000 * n, 1), "speedup": round(n / b, 2),
+            "same_answer": f"{agree}/{len(requests)}", **{f"batched_{k}": v for k, v in percentiles(times["batched"]).items()}}
+
+
+def in_process(args, questions: list[Question]) -> dict:
+    state = RetrieverState(settings=RetrieverSettings(data_dir=args.data_dir, collection="metaqa"),
+                           encoder=Encoder.load(), metrics=Metrics("bench"))
+    generator = RagGenerator(load_causal_lm(None, cache_dir=Path("var/cache/lm")))
+    out = {"model": generator.name, "hits": {}}
+    for mode in ("token", "sequence"):
+        for k in (1, 3, 5, 10):
+            out["hits"][f"{mode} k={k}"] = row = hits_at_1(generator, state, questions, k, mode)
+            print(f"{mode} k={k}: {row}", flush=True)
+    out["batched_vs_naive_k5"] = batched_vs_naive(generator, requests_for(state, questions[: args.latency_n], 5, "token"))
+    print(out["batched_vs_naive_k5"], flush=True)
+    state.close()
+    return out
+
+
+async def _load(url: str, questions: list[str], concurrency: int) -> dict:
+    """`len(questions)` POST /v1/answer calls, `concurrency` at a time; answers per second and latency."""
+    limit = asyncio.Semaphore(concurrency)
+    samples, errors = [], 0
+
+    async def one(client: httpx.AsyncClient, q: str) -> None:
+        nonlocal errors
+        async with limit:
+            start = time.perf_counter()
+            r = await client.post("/v1/answer", json={"question": q, "k": 5, "constrain": True})
+            samples.append(time.perf_counter() - start)
+            errors += r.status_code != 200
+
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(one(client, q) for q in questions))
+        seconds = time.perf_counter() - start
+    return {"answers_per_s": round(len(questions) / seconds, 2), "errors": errors, **percentiles(samples)}
+
+
+def over_http(args, questions: list[Question]) -> dict:
+    env = {"KGRAG_RETRIEVER_DATA_DIR": str(args.data_dir), "KGRAG_RETRIEVER_COLLECTION": "metaqa"}
+    retriever = ServiceProcess("retriever_service", 18601, env, Path("var/log/bench_retriever.log")).start()
+    generator = ServiceProcess("generator_service", 18600, {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url},
+                               Path("var/log/bench_generator.log"))
+    try:
+        retriever.wait_ready()
+        generator.start().wait_ready(timeout_s=300)
+        texts = [q.stripped for q in questions]
+        out = {"latency": asyncio.run(_load(generator.url, texts[: args.latency_n], 1))}
+        for c in (1, 8, 32):
+            out[f"concurrency {c}"] = row = asyncio.run(_load(generator.url, texts[: args.throughput_n], c))
+            print(f"concurrency {c}: {row}", flush=True)
+        base = out["concurrency 1"]["answers_per_s"]
+        out["throughput_ratio_c8_c1"] = round(out["concurrency 8"]["answers_per_s"] / base, 2)
+        out["throughput_ratio_c32_c1"] = round(out["concurrency 32"]["answers_per_s"] / base, 2)
+        return out
+    finally:
+        generator.stop()
+        retriever.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--metaqa-dir", type=Path, default=METAQA_DIR)
+    p.add_argument("--data-dir", type=Path, default=Path("var/bench"))
+    p.add_argument("--sample", type=int, default=500)
+    p.add_argument("--latency-n", type=int, default=50)
+    p.add_argument("--throughput-n", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    test = metaqa_split(1, "test", args.metaqa_dir)
+    questions = random.Random(args.seed).sample(test, args.sample)
+    result = {"sample": args.sample, "seed": args.seed, "in_process": in_process(args, questions),
+              "http": over_http(args, questions)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "generator.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

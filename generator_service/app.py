@@ -1,0 +1,50 @@
+"""The generator service: `create_app(settings)` builds the FastAPI app (OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import torch
+from fastapi import FastAPI
+
+from generator_service.rag import RagGenerator
+from generator_service.retriever_client import RetrieverClient
+from generator_service.routers import answer, ops
+from generator_service.settings import GeneratorSettings
+from generator_service.state import GeneratorMetrics, GeneratorState
+from shared.errors import install_error_handlers
+from shared.middleware import ServiceMiddleware
+
+
+def create_app(settings: GeneratorSettings | None = None, generator: RagGenerator | None = None, *,
+               retriever_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """`generator` may be passed in (tests, or a model shared by several apps); without one the
+    configured model is loaded in the background. `retriever_transport` replaces the network (tests)."""
+    settings = settings or GeneratorSettings()
+    metrics = GeneratorMetrics.create()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        client = RetrieverClient(settings, metrics.retriever_seconds, transport=retriever_transport)
+        state = GeneratorState(settings, metrics, client, generator)
+        state.start()
+        loading = None if generator else asyncio.create_task(state.load_model())
+        app.state.generator = state
+        yield
+        if loading:
+            await loading
+        await state.close()
+
+    app = FastAPI(title="kgrag generator", version="0.1.0", lifespan=lifespan,
+                  description="Answers questions from knowledge-graph facts: retrieval, then RAG-Token or "
+                              "RAG-Sequence generation with each fact's posterior share of the answer.")
+    install_error_handlers(app)
+    app.add_middleware(ServiceMiddleware, metrics=metrics.http, max_body_bytes=settings.max_body_bytes)
+    for router in (answer.router, ops.router):
+        app.include_router(router)
+    return app

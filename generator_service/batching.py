@@ -1,0 +1,121 @@
+"""Dynamic batching: requests that arrive together go through the model together.
+
+A bounded asyncio queue feeds one worker task. The worker takes what is waiting (after at most
+`wait_s` for more to arrive), up to `max_items` requests and `max_rows` decoding rows, runs the
+batch function on the model's single thread, and resolves each request's future. A full queue
+is refused at once (429); a request that is cancelled or times out is skipped or its result
+dropped, and a failing batch fails only its own requests. `close()` stops accepting, drains
+what is queued, then ends the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from shared.errors import ServiceError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+_STOP = object()  # queued by close(), after the last request
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[R]):
+    result: R
+    queue_ms: float  # from enqueue to the start of its batch
+    run_ms: float  # the whole batch's model time
+
+
+@dataclass
+class _Job(Generic[T, R]):
+    item: T
+    rows: int
+    future: asyncio.Future[Outcome[R]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class Batcher(Generic[T, R]):
+    def __init__(self, run_batch: Callable[[list[T]], list[R]], rows_of: Callable[[T], int], *,
+                 executor: Executor, queue_size: int, max_items: int, max_rows: int, wait_s: float) -> None:
+        self._run_batch, self._rows_of, self._executor = run_batch, rows_of, executor
+        self._max_items, self._max_rows, self._wait_s = max_items, max_rows, wait_s
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
+        self._carry: _Job | object | None = None  # taken from the queue but left for the next batch
+        self._closed = False
+        self._worker: asyncio.Task | None = None
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize() + (self._carry is not None)
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._work(), name="batch-worker")
+
+    async def run(self, items: list[T], timeout_s: float) -> list[Outcome[R]]:
+        """Queue all items (all or none: 429 if they do not fit) and wait for their outcomes."""
+        if self._closed:
+            raise ServiceError(503, "shutting_down", "the service is shutting down", headers={"Retry-After": "1"})
+        free = self._queue.maxsize - self._queue.qsize()
+        if len(items) > free:
+            raise ServiceError(429, "queue_full", f"the generation queue is full ({self._queue.maxsize} waiting); "
+                               "retry later", headers={"Retry-After": "1"})
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(item, self._rows_of(item), loop.create_future()) for item in items]
+        for job in jobs:
+            self._queue.put_nowait(job)
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), timeout_s)
+        except TimeoutError as exc:  # wait_for has cancelled the futures: the worker will skip them
+            raise ServiceError(504, "generation_timeout", f"no answer within {timeout_s:g} s") from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._worker is not None:
+            await self._queue.put(_STOP)
+            await self._worker
+
+    async def _work(self) -> None:
+        while (batch := await self._collect()) is not None:
+            if batch:
+                await self._run(batch)
+
+    async def _collect(self) -> list[_Job] | None:
+        """The next batch (possibly empty, when all were cancelled), or None after close()."""
+        first = self._carry if self._carry is not None else await self._queue.get()
+        self._carry = None
+        if first is _STOP:
+            return None
+        if self._queue.qsize() + 1 < self._max_items:
+            await asyncio.sleep(self._wait_s)
+        batch, rows = [first], first.rows
+        while len(batch) < self._max_items and not self._queue.empty():
+            job = self._queue.get_nowait()
+            if job is _STOP or rows + job.rows > self._max_rows:
+                self._carry = job
+                break
+            batch.append(job)
+            rows += job.rows
+        return [job for job in batch if not job.future.done()]
+
+    async def _run(self, batch: list[_Job]) -> None:
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self._run_batch, [job.item for job in batch])
+        except Exception as exc:  # fail this batch's requests, keep the worker
+            log.exception("batch of %d failed", len(batch))
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        run_ms = (time.perf_counter() - start) * 1000
+        for job, result in zip(batch, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(Outcome(result, (start - job.enqueued) * 1000, run_ms))

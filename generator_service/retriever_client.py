@@ -1,0 +1,107 @@
+"""The retriever's HTTP client: one `httpx.AsyncClient`, explicit timeouts, errors mapped in one place.
+
+Every transport error (after bounded retries of connection failures, which are safe to repeat:
+the request never reached the retriever) and every retriever 5xx becomes `RetrieverUnavailable`
+(503 with Retry-After); a retriever 4xx is passed on with its status, code and message. The
+client holds no failure state, so the service recovers as soon as the retriever is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TypeVar
+
+import httpx
+from prometheus_client import Histogram
+from pydantic import BaseModel, ValidationError
+
+from generator_service.settings import GeneratorSettings
+from shared.errors import ServiceError
+from shared.middleware import REQUEST_ID_HEADER
+from shared.retriever_api import BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse
+
+Model = TypeVar("Model", bound=BaseModel)
+_RETRIED = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+class RetrieverUnavailable(ServiceError):
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "retriever_unavailable", message, headers={"Retry-After": "1"})
+
+
+class RetrieverRejected(ServiceError):
+    """The retriever answered 4xx: the client's request was at fault, so it gets the 4xx."""
+
+
+class RetrieverClient:
+    def __init__(self, settings: GeneratorSettings, call_seconds: Histogram,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        timeout = httpx.Timeout(settings.retriever_read_timeout_s, connect=settings.retriever_connect_timeout_s)
+        self._http = httpx.AsyncClient(base_url=settings.retriever_url, timeout=timeout, transport=transport)
+        self._retries, self._backoff_s = settings.retriever_retries, settings.retriever_backoff_s
+        self._call_seconds = call_seconds
+
+    async def search(self, query: str, k: int, request_id: str | None) -> SearchResponse:
+        body = SearchRequest(query=query, k=k)
+        response = await self._call("POST", "/v1/search", request_id, body)
+        return _parse(response, SearchResponse)
+
+    async def search_batch(self, queries: list[str], k: int, request_id: str | None) -> BatchSearchResponse:
+        body = BatchSearchRequest(queries=queries, k=k)
+        response = await self._call("POST", "/v1/search/batch", request_id, body)
+        return _parse(response, BatchSearchResponse)
+
+    async def check_ready(self, request_id: str | None) -> None:
+        """Returns if the retriever's /readyz answers 2xx; raises RetrieverUnavailable when it is down or not ready."""
+        await self._call("GET", "/readyz", request_id)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, request_id: str | None,
+                    body: BaseModel | None = None) -> httpx.Response:
+        start = time.perf_counter()
+        try:
+            response = await self._send(method, path, request_id, body)
+        except httpx.HTTPError as exc:
+            raise RetrieverUnavailable(f"retriever unreachable: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._call_seconds.observe(time.perf_counter() - start)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    async def _send(self, method: str, path: str, request_id: str | None, body: BaseModel | None) -> httpx.Response:
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
+        content = body.model_dump_json(exclude_none=True) if body is not None else None
+        if content is not None:
+            headers["content-type"] = "application/json"
+        attempt = 0
+        while True:
+            try:
+                return await self._http.request(method, path, content=content, headers=headers)
+            except _RETRIED:
+                if attempt >= self._retries:
+                    raise
+                await asyncio.sleep(self._backoff_s * 2**attempt)
+                attempt += 1
+
+
+def _error(response: httpx.Response) -> ServiceError:
+    """A retriever error response (shared shape, or anything else) as the error to raise."""
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "retriever_error", response.text[:200]
+    if response.status_code >= 500:
+        return RetrieverUnavailable(f"retriever failed (HTTP {response.status_code} {code}): {message}")
+    return RetrieverRejected(response.status_code, code, f"retriever: {message}")
+
+
+def _parse(response: httpx.Response, model: type[Model]) -> Model:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise RetrieverUnavailable(f"malformed retriever response: {exc.error_count()} schema errors") from exc

@@ -1,0 +1,34 @@
+"""Operations: /healthz (alive), /readyz (model loaded and retriever ready), /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from generator_service.dependencies import RequestId, State
+from generator_service.retriever_client import RetrieverUnavailable
+from shared.errors import error_response
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: State, request_id: RequestId):
+    if state.generator is None:
+        reason = f"model failed to load: {state.load_error}" if state.load_error else "model loading"
+        return error_response(request_id, 503, "not_ready", reason, headers={"Retry-After": "5"})
+    try:
+        await state.retriever.check_ready(request_id)
+    except RetrieverUnavailable as exc:
+        return error_response(request_id, 503, "not_ready", exc.message, headers=exc.headers)
+    return {"status": "ready", "model": state.generator.name, "queued": state.answers.pending + state.scores.pending}
+
+
+@router.get("/metrics")
+def metrics(state: State) -> Response:
+    http = state.metrics.http
+    return Response(http.render(), media_type=http.content_type)

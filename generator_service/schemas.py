@@ -1,0 +1,87 @@
+"""The generator's HTTP schemas. Limits that depend on settings (k, max_new_tokens, num_beams,
+question length, batch size) are checked by the endpoints, with the configured values in the message."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.retriever_api import LinkedEntityOut
+
+Mode = Literal["token", "sequence"]
+NO_FACT_NOTE = "the retriever found no fact for this question, so no answer was generated"
+_NO_FACT = ("null when the retriever found no fact for the question (then `note` says so and `facts` is "
+            "empty): an answer without a fact would be the bare model's guess, which this service does not give")
+
+
+class GenerationOptions(BaseModel):
+    k: int | None = Field(None, ge=1, description="facts to retrieve (default and limit: settings default_k, max_k)")
+    mode: Mode = Field("token", description="RAG-Token (facts mixed at each token) or RAG-Sequence (per answer)")
+    max_new_tokens: int | None = Field(None, ge=1, description="answer length limit (default: settings)")
+    num_beams: int = Field(1, ge=1, description="beam width; 1 is greedy (limit: settings max_beams)")
+    constrain: bool = Field(False, description="only allow answers that are an entity of the retrieved facts")
+
+
+class AnswerRequest(GenerationOptions):
+    question: str = Field(..., description="the question; a [bracketed] entity is a hint for entity linking")
+
+
+class BatchAnswerRequest(GenerationOptions):
+    questions: list[str] = Field(..., min_length=1, description="answered together (limit: settings max_batch)")
+
+
+class ScoreRequest(BaseModel):
+    question: str
+    answer: str = Field(..., description="the answer to score")
+    k: int | None = Field(None, ge=1, description="facts to retrieve (default and limit: settings default_k, max_k)")
+
+
+class ScoredFact(BaseModel):
+    id: str
+    subject: str
+    relation: str
+    object: str
+    text: str
+    score: float = Field(..., description="the retriever's ranking score")
+    prior: float = Field(..., description="p(d|x), the retriever's prior over the retrieved facts")
+    likelihood: float = Field(..., description="p(y|x,d): the answer's probability given this fact alone")
+    posterior: float = Field(..., description="p(d|x,y): the fact's share of the answer; sums to 1 over facts")
+
+
+class Timings(BaseModel):
+    retrieve_ms: float = Field(..., description="the retriever call (one call for a whole batch)")
+    queue_ms: float = Field(..., description="waiting for the model")
+    generate_ms: float = Field(..., description="the model's time for the batch this question ran in")
+    total_ms: float
+
+
+class AnswerResponse(BaseModel):
+    question: str
+    answer: str | None = Field(..., description=f"the generated answer; {_NO_FACT}")
+    log_prob: float | None = Field(..., description=f"log p(answer|question), marginal over the facts; {_NO_FACT}")
+    prob: float | None = Field(..., description="exp(log_prob)")
+    complete: bool | None = Field(..., description="false when the answer was cut at max_new_tokens (log_prob "
+                                                   "is then that of the cut answer as a prefix); null with no answer")
+    mode: Mode
+    model: str
+    facts: list[ScoredFact] = Field(..., description="the retrieved facts, in the retriever's order")
+    linked: list[LinkedEntityOut] = Field(..., description="entities the retriever found in the question")
+    timings: Timings
+    note: str | None = Field(None, description="why there is no answer, when there is none")
+
+
+class BatchAnswerResponse(BaseModel):
+    results: list[AnswerResponse] = Field(..., description="in the order of the questions")
+
+
+class ScoreResponse(BaseModel):
+    question: str
+    answer: str
+    log_prob: float | None = Field(..., description=f"log p(answer|question), marginal over the facts; {_NO_FACT}")
+    prob: float | None = Field(..., description="exp(log_prob)")
+    model: str
+    facts: list[ScoredFact] = Field(..., description="the retrieved facts with their posterior given the answer")
+    linked: list[LinkedEntityOut]
+    timings: Timings
+    note: str | None = None

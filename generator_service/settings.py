@@ -1,0 +1,44 @@
+"""Generator settings: environment variables prefixed `KGRAG_GENERATOR_` (or passed in by tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GeneratorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KGRAG_GENERATOR_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    retriever_url: str = "http://127.0.0.1:8001"
+    retriever_connect_timeout_s: float = Field(2.0, gt=0)
+    retriever_read_timeout_s: float = Field(10.0, gt=0)
+    retriever_retries: int = Field(2, ge=0, le=5, description="retries after a connection error (nothing else)")
+    retriever_backoff_s: float = Field(0.1, ge=0, description="first retry delay; doubled for each further retry")
+
+    model: str | None = Field(None, description="model directory or .gguf; None: models/student, else SmolLM2")
+    cache_dir: Path = Field(Path("var/cache/lm"), description="where a GGUF model is dequantized once")
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    device: str = "auto"
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None keeps torch's default")
+
+    default_k: int = Field(5, ge=1)
+    max_k: int = Field(20, ge=1)
+    max_question_chars: int = Field(1000, ge=1)
+    max_answer_chars: int = Field(500, ge=1, description="longest answer /v1/score accepts")
+    default_max_new_tokens: int = Field(16, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    max_beams: int = Field(8, ge=1)
+    max_batch: int = Field(32, ge=1, description="most questions in one /v1/answer/batch request")
+
+    queue_size: int = Field(64, ge=1, description="questions waiting for the model; more are refused with 429")
+    batch_size: int = Field(16, ge=1, description="most questions the worker runs through the model together")
+    max_batch_rows: int = Field(256, ge=1, description="most decoding rows (facts x beams, summed) in one batch")
+    batch_wait_ms: float = Field(5.0, ge=0, description="how long the worker waits for more questions to batch")
+    answer_timeout_s: float = Field(120.0, gt=0, description="longest wait for a queued question's answer (504)")
+    max_body_bytes: int = Field(1_000_000, ge=1024)
