@@ -17,6 +17,7 @@ from generator_service.settings import GeneratorSettings
 from generator_service.state import GeneratorMetrics, GeneratorState
 from shared.errors import install_error_handlers
 from shared.middleware import ServiceMiddleware
+from shared.security import ApiKeyMiddleware, check_deployment
 
 
 def create_app(settings: GeneratorSettings | None = None, generator: RagGenerator | None = None, *,
@@ -24,6 +25,8 @@ def create_app(settings: GeneratorSettings | None = None, generator: RagGenerato
     """`generator` may be passed in (tests, or a model shared by several apps); without one the
     configured model is loaded in the background. `retriever_transport` replaces the network (tests)."""
     settings = settings or GeneratorSettings()
+    check_deployment(settings.environment, settings.host, settings.api_key,
+                     {"retriever": (settings.retriever_url, settings.retriever_api_key)})
     metrics = GeneratorMetrics.create()
 
     @asynccontextmanager
@@ -44,6 +47,7 @@ def create_app(settings: GeneratorSettings | None = None, generator: RagGenerato
                   description="Answers questions from knowledge-graph facts: retrieval, then RAG-Token or "
                               "RAG-Sequence generation with each fact's posterior share of the answer.")
     install_error_handlers(app)
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(ServiceMiddleware, metrics=metrics.http, max_body_bytes=settings.max_body_bytes)
     for router in (answer.router, ops.router):
         app.include_router(router)

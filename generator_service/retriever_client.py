@@ -38,7 +38,10 @@ class RetrieverClient:
     def __init__(self, settings: GeneratorSettings, call_seconds: Histogram,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         timeout = httpx.Timeout(settings.retriever_read_timeout_s, connect=settings.retriever_connect_timeout_s)
-        self._http = httpx.AsyncClient(base_url=settings.retriever_url, timeout=timeout, transport=transport)
+        key = settings.retriever_api_key
+        auth = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        self._http = httpx.AsyncClient(base_url=settings.retriever_url, timeout=timeout, transport=transport,
+                                       headers=auth)
         self._retries, self._backoff_s = settings.retriever_retries, settings.retriever_backoff_s
         self._call_seconds = call_seconds
 
@@ -95,6 +98,9 @@ def _error(response: httpx.Response) -> ServiceError:
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         code, message = "retriever_error", response.text[:200]
+    if response.status_code in (401, 403):  # our credentials, not the client's request
+        return ServiceError(502, "retriever_auth_failed",
+                            f"the retriever refused the generator's API key (KGRAG_GENERATOR_RETRIEVER_API_KEY): {message}")
     if response.status_code >= 500:
         return RetrieverUnavailable(f"retriever failed (HTTP {response.status_code} {code}): {message}")
     return RetrieverRejected(response.status_code, code, f"retriever: {message}")

@@ -5,17 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class GeneratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KGRAG_GENERATOR_", extra="ignore")
 
+    environment: str = Field("development", description="anything but 'development' turns on the start-up safety check")
+    api_key: SecretStr | None = Field(None, description="Bearer key for the API (health, readiness and metrics stay open)")
     host: str = "127.0.0.1"
     port: int = 8000
 
     retriever_url: str = "http://127.0.0.1:8001"
+    retriever_api_key: SecretStr | None = Field(None, description="the retriever's API key, if it has one")
     retriever_connect_timeout_s: float = Field(2.0, gt=0)
     retriever_read_timeout_s: float = Field(10.0, gt=0)
     retriever_retries: int = Field(2, ge=0, le=5, description="retries after a connection error (nothing else)")

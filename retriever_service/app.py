@@ -16,6 +16,7 @@ from retriever_service.store import StoreError
 from shared.errors import install_error_handlers
 from shared.metrics import Metrics
 from shared.middleware import ServiceMiddleware
+from shared.security import ApiKeyMiddleware, check_deployment
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: RetrieverSettings | None = None, encoder: Encoder | None = None) -> FastAPI:
     """`encoder` may be passed in so that tests load the weights once for many apps."""
     settings = settings or RetrieverSettings()
+    check_deployment(settings.environment, settings.host, settings.api_key,
+                     {"Qdrant": (settings.qdrant_url, settings.qdrant_api_key)})
     metrics = Metrics("retriever")
 
     @asynccontextmanager
@@ -40,6 +43,7 @@ def create_app(settings: RetrieverSettings | None = None, encoder: Encoder | Non
     app = FastAPI(title="kgrag retriever", version="0.1.0", lifespan=lifespan,
                   description="Knowledge-graph facts in Qdrant: top-k search with entity linking and a prior p(d|x).")
     install_error_handlers(app)
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     for router in (search.router, facts.router, ops.router):
         app.include_router(router)

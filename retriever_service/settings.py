@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class RetrieverSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KGRAG_RETRIEVER_", extra="ignore")
 
+    environment: str = Field("development", description="anything but 'development' turns on the start-up safety check")
+    api_key: SecretStr | None = Field(None, description="Bearer key for the API (health, readiness and metrics stay open)")
     host: str = "127.0.0.1"
     port: int = 8001
     data_dir: Path = Field(Path("var/data"), description="Qdrant Edge data directory (embedded store)")
