@@ -1,0 +1,209 @@
+"""The evaluate step: Hits@1 and exact match per question type, and latency per answer, on MetaQA
+1-hop test (evaluation only) and dev, for the base model, the teacher and the student.
+
+Each split's questions (a seeded sample when eval.max_questions is set) are retrieved once, then
+every model answers them with `generator_service.rag.RagGenerator`, eval.batch_size questions per
+`generate` call (all their facts decode together, one forward pass per step), constrained to the
+entity names of the retrieved facts. Hits@1: the answer equals a gold answer after
+`shared.names.fold`; exact match: it equals one as written. Latency per answer: the wall time of
+the timed `generate` calls over the questions they answered (after one warm-up call).
+
+Two ceilings are reported beside the figures: the share of questions whose gold answer is joined
+to the topic entity by a KG triple, and the share whose retrieved facts name a gold answer (a
+constrained generator can do no better). MetaQA 1-hop dev is quoted as 9,776 of 9,992 answerable;
+counting with fold-normalised names (case, accents and punctuation ignored) gives 9,805.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from distillation.config import DistillConfig, EvalConfig, save_config
+from distillation.data import Example, kg_triples, retrieve, write_examples
+from distillation.model_card import with_evaluation
+from generator_service.lm_loading import LoadedLM, load_causal_lm, teacher_gguf_path
+from generator_service.rag import RagGenerator, RagRequest
+from retriever_service.retrieval import Retriever
+from shared.names import fold
+from shared.qa_data import Question, metaqa_split
+
+log = logging.getLogger(__name__)
+DEV_NOTE = ("dev: only 9,776 of the 9,992 MetaQA 1-hop dev questions are answerable from the graph (ceiling 0.978; "
+            "counted here with fold-normalised names: {counted}); the teacher and the student were trained on dev "
+            "questions, so their dev figures are in-sample.")
+
+
+def run_evaluate(config: DistillConfig, retriever: Retriever) -> dict:
+    """Evaluate every configured model on every configured split; write metrics JSON, the plot and the cards."""
+    cfg, out = config.eval, Path(config.run_dir) / "eval"
+    neighbours = _neighbours(config.data.kg_files)
+    splits, ceilings = {}, {}
+    for split in cfg.splits:
+        questions = metaqa_split(1, split, Path(config.data.metaqa_dir))
+        sample = _sample(questions, cfg.max_questions, f"{config.seed}:eval:{split}")
+        examples = [Example(q.stripped, list(q.answers), q.qtype, f"metaqa/1-hop/{split}") for q in sample]
+        splits[split] = retrieve(retriever, examples, config.data.top_k, config.data.retrieval_batch_size)
+        write_examples(out / f"{split}.jsonl", splits[split])
+        ceilings[split] = _ceilings(questions, sample, splits[split], neighbours)
+    notes = {"dev": DEV_NOTE.format(counted=ceilings["dev"]["graph_answerable"])} if "dev" in ceilings else {}
+    rows = []
+    for name, source in _model_sources(config).items():
+        if source is None:
+            log.warning("evaluate: no %s model, skipped", name)
+            continue
+        lm = load_causal_lm(source, cache_dir=Path(config.lm_cache_dir), dtype=cfg.dtype, device=config.device)
+        rows.extend(_evaluate_model(name, lm, splits, cfg, notes))
+        del lm
+    result = {"machine": _machine(), "eval": vars(cfg), "ceilings": ceilings, "rows": rows,
+              "notes": list(notes.values())}
+    _write_results(config, result)
+    _update_cards(config, rows)
+    return result
+
+
+def _evaluate_model(name: str, lm: LoadedLM, splits: dict[str, list[Example]], cfg: EvalConfig,
+                    notes: dict[str, str]) -> list[dict]:
+    generator = RagGenerator(lm)
+    rows = []
+    for split, examples in splits.items():
+        predictions, seconds = answer(generator, examples, cfg)
+        answered = sum(bool(e.facts) for e in examples)
+        row = {"model": name, "split": split, **score(examples, predictions),
+               "latency_ms_per_answer": 1000 * seconds / max(answered, 1), "batch_size": cfg.batch_size,
+               "note": notes.get(split, "")}
+        log.info("%s %s: Hits@1 %.4f, EM %.4f, %.1f ms/answer", name, split, row["hits@1"], row["exact_match"],
+                 row["latency_ms_per_answer"])
+        rows.append(row)
+    return rows
+
+
+def answer(generator: RagGenerator, examples: list[Example], cfg: EvalConfig) -> tuple[list[str], float]:
+    """Each example's answer ("" with no facts), and the seconds spent in the timed generate calls."""
+    requests = {i: RagRequest(e.question, e.fact_texts, e.log_priors, mode=cfg.mode,
+                              max_new_tokens=cfg.max_new_tokens, constrain=cfg.constrain,
+                              allowed_answers=e.candidates())
+                for i, e in enumerate(examples) if e.facts}
+    order = list(requests)
+    if order:
+        generator.generate([requests[order[0]]])  # warm-up: the head's KV cache, first-call allocations
+    predictions, seconds = [""] * len(examples), 0.0
+    for start in range(0, len(order), cfg.batch_size):
+        chunk = order[start : start + cfg.batch_size]
+        begin = time.perf_counter()
+        with torch.inference_mode():
+            results = generator.generate([requests[i] for i in chunk])
+        seconds += time.perf_counter() - begin
+        for i, result in zip(chunk, results, strict=True):
+            predictions[i] = result.answer
+    return predictions, seconds
+
+
+def score(examples: list[Example], predictions: list[str]) -> dict:
+    """Hits@1 and exact match overall and per question type."""
+    hits = [fold(p) in {fold(a) for a in e.answers} for e, p in zip(examples, predictions, strict=True)]
+    exact = [p.strip() in e.answers for e, p in zip(examples, predictions)]
+    by_type: dict[str, list[int]] = defaultdict(list)
+    for i, example in enumerate(examples):
+        by_type[example.qtype].append(i)
+    return {
+        "questions": len(examples),
+        "hits@1": sum(hits) / max(len(examples), 1),
+        "exact_match": sum(exact) / max(len(examples), 1),
+        "by_qtype": {qtype: {"questions": len(ids), "hits@1": sum(hits[i] for i in ids) / len(ids),
+                             "exact_match": sum(exact[i] for i in ids) / len(ids)}
+                     for qtype, ids in sorted(by_type.items())},
+    }
+
+
+def _ceilings(questions: list[Question], sample: list[Question], examples: list[Example],
+              neighbours: dict[str, set[str]]) -> dict:
+    """The graph ceiling on the whole split and on the sample, and the retrieval ceiling on the sample."""
+    def in_graph(q: Question) -> bool:
+        return bool(q.topic) and bool(neighbours.get(fold(q.topic), set()) & {fold(a) for a in q.answers})
+    return {
+        "graph_answerable": f"{sum(map(in_graph, questions))} of {len(questions)}",
+        "graph_answerable_sample": sum(map(in_graph, sample)) / max(len(sample), 1),
+        "retrieved_answer_sample": sum(e.gold_target() is not None for e in examples) / max(len(examples), 1),
+    }
+
+
+def _neighbours(kg_files: list[str]) -> dict[str, set[str]]:
+    """Folded entity name -> the folded names joined to it by a triple (either direction)."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for t in kg_triples(kg_files):
+        graph[fold(t.subject)].add(fold(t.object))
+        graph[fold(t.object)].add(fold(t.subject))
+    return graph
+
+
+def _sample(questions: list[Question], limit: int | None, seed: str) -> list[Question]:
+    if limit is None or len(questions) <= limit:
+        return questions
+    return [questions[i] for i in sorted(random.Random(seed).sample(range(len(questions)), limit))]
+
+
+def _model_sources(config: DistillConfig) -> dict[str, str | Path | None]:
+    """The model of each configured row: base (a directory or a GGUF), teacher, student (None when absent)."""
+    trained = {"teacher": Path(config.teacher_dir), "student": Path(config.student_dir)}
+    sources = {"base": config.teacher_base or teacher_gguf_path(),
+               **{name: path if (path / "config.json").is_file() else None for name, path in trained.items()}}
+    return {name: sources[name] for name in config.eval.models}
+
+
+def _machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch": torch.__version__}
+
+
+def _write_results(config: DistillConfig, result: dict) -> None:
+    out, results = Path(config.run_dir) / "eval", Path(config.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    for path in (out / "metrics.json", results / "distillation.json"):
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    save_config(config, out / "distillation_config.json")
+    try:
+        for path in (out / "hits_vs_latency.png", results / "distillation.png"):
+            plot(result["rows"], path)
+    except ImportError:  # matplotlib is a dev extra; the docker image does not install it
+        log.warning("matplotlib is not installed (pip install -e '.[dev]'): no plot written")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Hits@1 against latency per answer, one point per (model, split)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split, marker in (("test", "o"), ("dev", "s")):
+        points = [row for row in rows if row["split"] == split]
+        ax.scatter([r["latency_ms_per_answer"] for r in points], [r["hits@1"] for r in points], marker=marker,
+                   label=f"MetaQA 1-hop {split}")
+        for r in points:
+            ax.annotate(r["model"], (r["latency_ms_per_answer"], r["hits@1"]), textcoords="offset points",
+                        xytext=(5, 3))
+    ax.set_xlabel("latency per answer (ms, batched)")
+    ax.set_ylabel("Hits@1")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _update_cards(config: DistillConfig, rows: list[dict]) -> None:
+    for name, directory in (("teacher", config.teacher_dir), ("student", config.student_dir)):
+        card = Path(directory) / "README.md"
+        mine = [row for row in rows if row["model"] == name]
+        if mine and card.is_file():
+            card.write_text(with_evaluation(card.read_text(), mine))
