@@ -1,13 +1,13 @@
 """Per-fact next-token log-probabilities for questions and their retrieved facts, sharing prompt prefixes.
 
 Every fact's prompt has three parts: the head [instruction + a one-shot example], the same for
-every question; the question; the fact and the answer cue ("Answer:", inside the assistant turn,
-so the model answers " Paris" rather than "The capital of France is Paris."). The head's KV cache
-is computed once per FactScorer and copied to one row per question; the questions run as one
-right-padded batch, their caches are copied to one row per fact, and all facts' suffixes run as
-one right-padded batch. The padding sits in the middle of a row; a 2D attention mask hides it and
-explicit position ids skip it, so it changes nothing. Answer tokens are then appended one step at
-a time (RAG decoding, beams included) or all at once (scoring given answers).
+every question; the question line (up to "Fact:"); the fact and the answer cue ("Answer:", inside
+the assistant turn, so the model answers " Paris" rather than "The capital of France is Paris.").
+The head's KV cache is computed once per FactScorer. All questions' lines and fact suffixes then
+run in one forward pass, packed one row per question (see start_batch), and are gathered into one
+row per fact: the head, the question line, the fact suffix, then padding. A 2D attention mask
+hides the padding and explicit position ids skip it, so it changes nothing. Answer tokens are
+then appended one step at a time (RAG decoding, beams included) or all at once (scoring answers).
 """
 
 from __future__ import annotations
@@ -80,16 +80,16 @@ class FactScorer:
         With a chat template: system = instruction, then the example as a user turn ("Question:
         ...\\nFact: ...") and an assistant turn ("Answer: Rome"), then the question's user turn and
         the assistant cue plus "Answer:". The splits fall right before "Question:" and right after
-        the newline that ends the question line.
+        "Fact:", so a fact suffix is " <fact><end of turn, assistant cue>Answer:".
         """
-        text = self._render(f"{_QUESTION_SLOT}Question: {question}\n{_FACT_SLOT}")
+        text = self._render(f"{_QUESTION_SLOT}Question: {question}\nFact:{_FACT_SLOT}")
         head, _, rest = text.partition(_QUESTION_SLOT)
         question_line, _, cue = rest.rpartition(_FACT_SLOT)
         tok = self.tokenizer
         return PromptIds(
             head=tok(head, add_special_tokens=not self.tokenizer.chat_template).input_ids,
             question=tok(question_line, add_special_tokens=False).input_ids,
-            suffixes=[tok(f"Fact: {fact}{cue}", add_special_tokens=False).input_ids for fact in facts],
+            suffixes=[tok(f" {fact}{cue}", add_special_tokens=False).input_ids for fact in facts],
         )
 
     def answer_token_ids(self, answer: str) -> list[int]:
@@ -145,11 +145,11 @@ class FactScorer:
         prompts = [self.build_prompt(q, question_facts) for q, question_facts in zip(questions, facts, strict=True)]
         packed = _Packed.of(prompts, self._head.attention_mask.shape[1], self.device)
         state = self.select_rows(self._head, torch.zeros(len(prompts), dtype=torch.long))
-        blocked = torch.finfo(self.model.dtype).min
+        mask = torch.zeros(packed.visible.shape, dtype=self.model.dtype, device=self.device)  # (Q, 1, N, H + N)
+        mask.masked_fill_(~packed.visible, torch.finfo(self.model.dtype).min)  # additive: 0 or -inf-like
         out = self.model.base_model(
             input_ids=packed.ids,
-            attention_mask=torch.zeros(packed.visible.shape, dtype=self.model.dtype, device=self.device)
-            .masked_fill(~packed.visible, blocked),  # (Q, 1, N, H + N) additive
+            attention_mask=mask,  # 4D: used as given
             position_ids=packed.positions,
             cache=state.cache,
             use_cache=True,
@@ -268,7 +268,8 @@ class FactScorer:
         return out.last_hidden_state  # (R, T, D)
 
     def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Next-token log-probs (..., V), float32, from last hidden states (..., D)."""
+        """Next-token log-probs (..., V), float32, from last hidden states (..., D). The output embedding
+        alone, as in Llama / SmolLM2: a model that scales or soft-caps its logits would need that here."""
         return self.model.get_output_embeddings()(hidden).float().log_softmax(-1)  # (..., V)
 
 

@@ -17,9 +17,11 @@ answer text likewise scores it followed by EOS. An answer cut at max_new_tokens 
 All requests of a `generate` call decode together: every question's fact rows (and beams) are
 rows of one DecodeState, and each step is one forward pass over all of them.
 
-constrain=True masks every step to a token trie of the allowed names (each followed by EOS). The
-full output projection is still computed: p(y_t|x,d,y<t) is normalised over the whole vocabulary,
-so the allowed tokens' logits alone cannot give it.
+constrain=True masks every step (the marginal in token mode, each fact's rows in sequence mode)
+to a token trie of the allowed names, tokenized as written after the answer cue and each followed
+by EOS; the step limit rises to fit the longest. Masked log-probs are not renormalised, so log_prob
+stays the exact marginal. The full output projection is still computed: p(y_t|x,d,y<t) is
+normalised over the whole vocabulary, so the allowed tokens' logits alone cannot give it.
 """
 
 from __future__ import annotations
@@ -108,29 +110,37 @@ class _Beams:
         alive hypotheses, the others were appended to `finished`, in order.
         """
         scores = torch.tensor(self.scores, device=step_logprobs.device)  # (A,)
-        total = scores[:, None] + self._allowed(step_logprobs)  # (A, V)
+        alive, ended = self._rank(scores[:, None] + self._allowed(step_logprobs))  # total (A, V)
+        self.steps += 1
+        best_finished = max([hyp.score for hyp in self.finished] + [score for *_, score in ended], default=-math.inf)
+        if self.steps >= self.max_steps:
+            alive, ended = [], ended + alive  # cut at the step limit
+        elif alive and best_finished >= alive[0][2]:
+            alive = []  # scores only go down: no alive hypothesis can overtake the best finished one
+        for parent, token, score in ended:
+            stop = token if token in self.stop_ids else None
+            self.finished.append(_Hyp(self.tokens[parent] + ([token] if stop is None else []), stop, score))
+        self.tokens = [self.tokens[parent] + [token] for parent, token, _ in alive]
+        self.scores = [score for *_, score in alive]
+        pairs = [(parent, token) for parent, token, _ in alive + ended]
+        chosen = torch.tensor(pairs, dtype=torch.long, device=step_logprobs.device).view(-1, 2)  # (N, 2)
+        return chosen[:, 0], chosen[:, 1], len(alive)
+
+    def _rank(self, total: torch.Tensor) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
+        """(parent, token, score) of the best extensions, from their scores (A, V): up to `width` that go
+        on, and those among the first `width` that end at a stop token."""
         top = total.flatten().topk(min(2 * self.width, total.numel()))
         alive, ended = [], []
         for rank, (score, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
-            parent, token = divmod(flat, total.shape[1])
             if score == -math.inf:
                 break
-            if token in self.stop_ids:
-                if rank < self.width:
-                    ended.append((parent, token, score))
-            elif len(alive) < self.width:
-                alive.append((parent, token, score))
-        self.steps += 1
-        best_finished = max([hyp.score for hyp in self.finished] + [score for *_, score in ended], default=-math.inf)
-        if self.steps >= self.max_steps or (alive and best_finished >= alive[0][2]):
-            ended, alive = ended + (alive if self.steps >= self.max_steps else []), []
-        for parent, token, score in ended:
-            stop = token if token in self.stop_ids else None
-            self.finished.append(_Hyp(self.tokens[parent] + ([] if stop is not None else [token]), stop, score))
-        self.tokens = [self.tokens[parent] + [token] for parent, token, _ in alive]
-        self.scores = [score for *_, score in alive]
-        chosen = torch.tensor([(parent, token) for parent, token, _ in alive + ended], dtype=torch.long).view(-1, 2)
-        return chosen[:, 0].to(step_logprobs.device), chosen[:, 1].to(step_logprobs.device), len(alive)
+            parent, token = divmod(flat, total.shape[1])
+            if token not in self.stop_ids:
+                if len(alive) < self.width:
+                    alive.append((parent, token, score))
+            elif rank < self.width:
+                ended.append((parent, token, score))
+        return alive, ended
 
     def best(self, n: int = 1) -> list[_Hyp]:
         """The n best finished hypotheses, best first."""
@@ -236,7 +246,7 @@ class RagGenerator:
         self._decode(state, searches)
         results = {i: self._token_result(s) for i, s in enumerate(searches) if isinstance(s, _TokenSearch)}
         if prompts is not None:
-            results.update(zip(sequence, self._rank([searches[i] for i in sequence], prompts)))
+            results.update(zip(sequence, self._rescore([searches[i] for i in sequence], prompts)))
         return [results[i] for i in range(len(requests))]
 
     def score(
@@ -321,7 +331,7 @@ class RagGenerator:
         hyp, loglik = search.best()
         return self._result(hyp.ids, search.prior, loglik, len(hyp.ids))
 
-    def _rank(self, searches: list[_SequenceSearch], prompts: DecodeState) -> list[RagResult]:
+    def _rescore(self, searches: list[_SequenceSearch], prompts: DecodeState) -> list[RagResult]:
         """Rescore every search's candidates under all of its facts (one batch for all), keep each best."""
         candidates = [search.candidates() for search in searches]
         rows, continuations, offset = [], [], 0  # rows into prompts: each search's K facts, search after search

@@ -149,7 +149,8 @@ def test_token_beam_search_is_at_least_as_good_as_greedy(gen, max_new_tokens):
 def test_sequence_mode_returns_the_best_scored_candidate(gen):
     """Greedy RAG-Sequence: the candidates are each fact's own greedy answer (= k=1 generation)."""
     request = replace(REQUEST, mode="sequence")
-    candidates = {tuple(gen.generate([replace(request, facts=[fact], log_priors=[0.0])])[0].token_ids) for fact in FACTS}
+    alone = gen.generate([replace(request, facts=[fact], log_priors=[0.0]) for fact in FACTS])
+    candidates = {tuple(result.token_ids) for result in alone}
     scored = [gen.score(QUESTION, FACTS, PRIORS, list(ids)) for ids in candidates]
     best = max(scored, key=lambda result: result.log_prob)
     [result] = gen.generate([request])
@@ -221,4 +222,5 @@ def test_smollm2_answers_paris_from_the_fact():
     assert result.answer == "Paris"
     assert result.complete
     assert math.exp(result.facts[0].log_posterior) > 0.9
-    assert result.log_prob == pytest.approx(gen.score(QUESTION, FACTS[:3], request.log_priors, "Paris").log_prob, abs=0.05)
+    scored = gen.score(QUESTION, FACTS[:3], request.log_priors, "Paris")
+    assert result.log_prob == pytest.approx(scored.log_prob, abs=0.05)  # bf16: decoding and scoring round apart
