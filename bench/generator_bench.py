@@ -28,6 +28,7 @@ from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from shared.launcher import ServiceProcess
 from shared.metrics import Metrics
+from shared.facts import answer_candidates
 from shared.names import fold
 from shared.qa_data import METAQA_DIR, Question, metaqa_split
 
@@ -39,7 +40,8 @@ def requests_for(state: RetrieverState, questions: list[Question], k: int, mode:
     results = state.retriever().search([q.stripped for q in questions], k)
     return [RagRequest(question=q.stripped, facts=[f.text for f in r.facts],
                        log_priors=[math.log(max(f.prior, 1e-30)) for f in r.facts], mode=mode, max_new_tokens=24,
-                       constrain=True, allowed_answers=list(dict.fromkeys(n for f in r.facts for n in (f.subject, f.object))))
+                       constrain=True, allowed_answers=answer_candidates(
+                           [vars(f) for f in r.facts], {n for e in r.linked for n in e.names}))
             for q, r in zip(questions, results)]
 
 
@@ -75,17 +77,21 @@ def batched_vs_naive(generator: RagGenerator, requests: list[RagRequest]) -> dic
             "same_answer": f"{agree}/{len(requests)}", **{f"batched_{k}": v for k, v in percentiles(times["batched"]).items()}}
 
 
-def in_process(args, questions: list[Question]) -> dict:
+def in_process(args, questions: list[Question], parts: set[str]) -> dict:
     state = RetrieverState(settings=RetrieverSettings(data_dir=args.data_dir, collection="metaqa"),
                            encoder=Encoder.load(), metrics=Metrics("bench"))
     generator = RagGenerator(load_causal_lm(None, cache_dir=Path("var/cache/lm")))
-    out = {"model": generator.name, "hits": {}}
-    for mode in ("token", "sequence"):
-        for k in (1, 3, 5, 10):
-            out["hits"][f"{mode} k={k}"] = row = hits_at_1(generator, state, questions, k, mode)
-            print(f"{mode} k={k}: {row}", flush=True)
-    out["batched_vs_naive_k5"] = batched_vs_naive(generator, requests_for(state, questions[: args.latency_n], 5, "token"))
-    print(out["batched_vs_naive_k5"], flush=True)
+    out = {"model": generator.name}
+    if "hits" in parts:
+        out["hits"] = {}
+        for mode in ("token", "sequence"):
+            for k in (1, 3, 5, 10):
+                out["hits"][f"{mode} k={k}"] = row = hits_at_1(generator, state, questions, k, mode)
+                print(f"{mode} k={k}: {row}", flush=True)
+    if "speed" in parts:
+        requests = requests_for(state, questions[: args.latency_n], 5, "token")
+        out["batched_vs_naive_k5"] = batched_vs_naive(generator, requests)
+        print(out["batched_vs_naive_k5"], flush=True)
     state.close()
     return out
 
@@ -140,13 +146,22 @@ def main() -> None:
     p.add_argument("--latency-n", type=int, default=50)
     p.add_argument("--throughput-n", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parts", default="hits,speed,http",
+                   help="comma-separated: hits (Hits@1 table), speed (batched vs naive), http (latency, throughput); "
+                        "each part replaces its entry in an existing results file")
     args = p.parse_args()
+    parts = set(args.parts.split(","))
     test = metaqa_split(1, "test", args.metaqa_dir)
     questions = random.Random(args.seed).sample(test, args.sample)
-    result = {"sample": args.sample, "seed": args.seed, "in_process": in_process(args, questions),
-              "http": over_http(args, questions)}
+    path = RESULTS / "generator.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    result.update({"sample": args.sample, "seed": args.seed})
+    if parts & {"hits", "speed"}:
+        result.setdefault("in_process", {}).update(in_process(args, questions, parts))
+    if "http" in parts:
+        result["http"] = over_http(args, questions)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "generator.json").write_text(json.dumps(result, indent=2))
+    path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

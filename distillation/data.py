@@ -26,7 +26,7 @@ from retriever_service.readers import read_triples
 from retriever_service.retrieval import Retriever
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
-from shared.facts import Triple
+from shared.facts import Triple, answer_candidates
 from shared.metrics import Metrics
 from shared.names import fold
 from shared.qa_data import metaqa_split
@@ -56,10 +56,7 @@ class Example:
 
     def candidates(self) -> list[str]:
         """The entity names of the facts, the linked question entities left out unless nothing else is left."""
-        names = list(dict.fromkeys(name for f in self.facts for name in (f["object"], f["subject"])))
-        linked = set(self.linked)
-        others = [name for name in names if name not in linked]
-        return others or names
+        return answer_candidates(self.facts, set(self.linked))
 
     def gold_target(self) -> str | None:
         """The first fact entity (facts best first, object before subject) that folds to a gold answer."""

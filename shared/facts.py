@@ -60,3 +60,12 @@ def relation_label(relation: str) -> str:
 def fact_sentence(subject: str, relation: str, obj: str) -> str:
     """The text that is embedded and shown: 'Forrest Gump directed by Robert Zemeckis'."""
     return f"{subject} {relation_label(relation)} {obj}"
+
+
+def answer_candidates(facts: list[dict], linked: set[str]) -> list[str]:
+    """The entity names an answer may be (constrained decoding): the objects and subjects of the
+    retrieved facts, best fact first, without the question's own linked entities unless nothing
+    else is left (a KG question rarely answers with the entity it asks about)."""
+    names = list(dict.fromkeys(name for f in facts for name in (f["object"], f["subject"])))
+    others = [name for name in names if name not in linked]
+    return others or names

@@ -81,3 +81,12 @@ def test_fact_ids_are_deterministic_and_distinct():
     assert a == Triple("France", "capital", "Paris").id
     assert a != fact_id("Paris", "capital", "France")
     assert a != fact_id("France", "capital", "Paris ")
+
+
+def test_answer_candidates_leave_out_the_question_entity():
+    from shared.facts import answer_candidates
+
+    facts = [{"subject": "Big", "object": "Tom Hanks"}, {"subject": "Big", "object": "1988"}]
+    assert answer_candidates(facts, {"Big"}) == ["Tom Hanks", "1988"]
+    assert answer_candidates(facts, set()) == ["Tom Hanks", "Big", "1988"]
+    assert answer_candidates([{"subject": "A", "object": "A"}], {"A"}) == ["A"]

@@ -17,6 +17,7 @@ from generator_service.schemas import (
     ScoredFact, ScoreRequest, ScoreResponse, Timings,
 )
 from generator_service.state import GeneratorState, ScoreJob
+from shared.facts import answer_candidates
 from shared.retriever_api import FactOut, SearchResponse
 
 router = APIRouter(prefix="/v1", tags=["answer"])
@@ -75,7 +76,8 @@ async def _answer_all(state: GeneratorState, model: str, options: GenerationOpti
 
 
 def _rag_request(found: SearchResponse, options: GenerationOptions, max_new_tokens: int) -> RagRequest:
-    entities = list(dict.fromkeys(name for f in found.facts for name in (f.subject, f.object)))
+    linked = {name for entity in found.linked for name in entity.names}
+    entities = answer_candidates([f.model_dump() for f in found.facts], linked)
     return RagRequest(
         question=found.query, facts=[f.text for f in found.facts], log_priors=_log_priors(found.facts),
         mode=options.mode, max_new_tokens=max_new_tokens, num_beams=options.num_beams,
