@@ -47,8 +47,8 @@ class RetrieverState:
             if self._store is None:
                 s = self.settings
                 key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
-                store = open_store(url=s.qdrant_url, api_key=key, path=s.data_dir,
-                                   collection=s.collection, dim=self.encoder.dim)
+                store = open_store(url=s.qdrant_url, api_key=key, path=s.data_dir, collection=s.collection,
+                                   dim=self.encoder.dim, shards=s.qdrant_shards, replicas=s.qdrant_replication_factor)
                 self._index_entities(store)
                 self._store = store
         return self._store

@@ -53,10 +53,12 @@ class FactStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(*, url: str | None, api_key: str | None, path: Path | None, collection: str, dim: int) -> FactStore:
-    """A server store when `url` is set (':memory:' for qdrant-client's local mode), else Qdrant Edge at `path`."""
+def open_store(*, url: str | None, api_key: str | None, path: Path | None, collection: str, dim: int,
+               shards: int = 1, replicas: int = 1) -> FactStore:
+    """A server store when `url` is set (':memory:' for qdrant-client's local mode), else Qdrant Edge at
+    `path`. `shards` and `replicas` shape a new collection on a Qdrant cluster."""
     if url:
-        return ServerStore(url=url, api_key=api_key, collection=collection, dim=dim)
+        return ServerStore(url=url, api_key=api_key, collection=collection, dim=dim, shards=shards, replicas=replicas)
     if path is None:
         raise StoreError("set a data directory for the embedded store, or a Qdrant URL")
     return EdgeStore(path=path / collection, dim=dim)
@@ -166,7 +168,8 @@ class EdgeStore:
 class ServerStore:
     """qdrant-client: a Qdrant server or cluster at `url`, or ':memory:' for the local mode."""
 
-    def __init__(self, url: str, api_key: str | None, collection: str, dim: int, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, api_key: str | None, collection: str, dim: int, timeout_s: float = 10.0,
+                 shards: int = 1, replicas: int = 1) -> None:
         from qdrant_client import QdrantClient, models
 
         self._m = models
@@ -178,15 +181,16 @@ class ServerStore:
             else:
                 self._client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
             if not self._client.collection_exists(collection):
-                self._create(dim)
+                self._create(dim, shards, replicas)
         except Exception as exc:  # connection refused, timeouts, HTTP errors from the server
             raise StoreError(f"cannot open collection {collection!r} at {url}: {exc}") from exc
 
-    def _create(self, dim: int) -> None:
+    def _create(self, dim: int, shards: int, replicas: int) -> None:
         m = self._m
         self._client.create_collection(
             self.collection,
             vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE),
+            shard_number=shards, replication_factor=replicas,
             hnsw_config=m.HnswConfigDiff(m=16, ef_construct=128, full_scan_threshold=10_000),
         )
         if self.backend == "qdrant-server":  # local mode has no payload indexes and warns

@@ -37,7 +37,7 @@ class ServiceProcess:
 
     def start(self) -> "ServiceProcess":
         prefix = "KGRAG_RETRIEVER_" if self.module.startswith("retriever") else "KGRAG_GENERATOR_"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", f"{prefix}HOST": self.host, f"{prefix}PORT": str(self.port), **self.env}
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "HF_HUB_OFFLINE": "1", f"{prefix}HOST": self.host, f"{prefix}PORT": str(self.port), **self.env}
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
