@@ -1,17 +1,17 @@
 """`python -m generator_service`: serve the generator with uvicorn on the configured host and port."""
 
-import logging
-
 import uvicorn
 
 from generator_service.app import create_app
 from generator_service.settings import GeneratorSettings
+from shared.logging_config import configure_logging
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("generator")
     settings = GeneratorSettings()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                log_config=None, access_log=False,  # JSON logs; the shared middleware writes the access lines
                 timeout_graceful_shutdown=30)
 
 

@@ -15,8 +15,9 @@ from generator_service.retriever_client import RetrieverClient
 from generator_service.routers import answer, ops
 from generator_service.settings import GeneratorSettings
 from generator_service.state import GeneratorMetrics, GeneratorState
-from shared.errors import install_error_handlers
-from shared.middleware import ServiceMiddleware
+from shared.errors import error_responses, install_error_handlers
+from shared.middleware import ConcurrencyLimitMiddleware, ServiceMiddleware
+from shared.openapi import Limits, document_limits
 from shared.security import ApiKeyMiddleware, check_deployment
 
 
@@ -44,11 +45,24 @@ def create_app(settings: GeneratorSettings | None = None, generator: RagGenerato
         await state.close()
 
     app = FastAPI(title="kgrag generator", version="0.1.0", lifespan=lifespan,
+                  responses=error_responses(400, 401, 413, 422, 429, 500, 502, 503, 504),
                   description="Answers questions from knowledge-graph facts: retrieval, then RAG-Token or "
                               "RAG-Sequence generation with each fact's posterior share of the answer.")
     install_error_handlers(app)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_in_flight)
     app.add_middleware(ServiceMiddleware, metrics=metrics.http, max_body_bytes=settings.max_body_bytes)
     for router in (answer.router, ops.router):
         app.include_router(router)
+    document_limits(app, _limits(settings))
     return app
+
+
+def _limits(s: GeneratorSettings) -> Limits:
+    k, question = {"maximum": s.max_k}, {"maxLength": s.max_question_chars}
+    options = {"k": k, "max_new_tokens": {"maximum": s.max_new_tokens}, "num_beams": {"maximum": s.max_beams}}
+    return {
+        "AnswerRequest": {"question": question, **options},
+        "BatchAnswerRequest": {"questions": {"maxItems": s.max_batch, "items": question}, **options},
+        "ScoreRequest": {"question": question, "answer": {"maxLength": s.max_answer_chars}, "k": k},
+    }

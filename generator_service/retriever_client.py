@@ -103,7 +103,9 @@ def _error(response: httpx.Response) -> ServiceError:
                             f"the retriever refused the generator's API key (KGRAG_GENERATOR_RETRIEVER_API_KEY): {message}")
     if response.status_code >= 500:
         return RetrieverUnavailable(f"retriever failed (HTTP {response.status_code} {code}): {message}")
-    return RetrieverRejected(response.status_code, code, f"retriever: {message}")
+    retry_after = response.headers.get("retry-after")  # a 429 tells the client when to come back
+    return RetrieverRejected(response.status_code, code, f"retriever: {message}",
+                             headers={"Retry-After": retry_after} if retry_after else None)
 
 
 def _parse(response: httpx.Response, model: type[Model]) -> Model:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
+from shared.openapi import NON_BLANK, NON_BLANK_ITEMS, Count
 from shared.retriever_api import LinkedEntityOut
 
 Mode = Literal["token", "sequence"]
@@ -16,25 +17,27 @@ _NO_FACT = ("null when the retriever found no fact for the question (then `note`
 
 
 class GenerationOptions(BaseModel):
-    k: int | None = Field(None, ge=1, description="facts to retrieve (default and limit: settings default_k, max_k)")
+    k: Count | None = Field(None, description="facts to retrieve (default and limit: settings default_k, max_k)")
     mode: Mode = Field("token", description="RAG-Token (facts mixed at each token) or RAG-Sequence (per answer)")
-    max_new_tokens: int | None = Field(None, ge=1, description="answer length limit (default: settings)")
-    num_beams: int = Field(1, ge=1, description="beam width; 1 is greedy (limit: settings max_beams)")
-    constrain: bool = Field(False, description="only allow answers that are an entity of the retrieved facts")
+    max_new_tokens: Count | None = Field(None, description="answer length limit (default: settings)")
+    num_beams: Count = Field(1, description="beam width; 1 is greedy (limit: settings max_beams)")
+    constrain: StrictBool = Field(False, description="only allow answers that are an entity of the retrieved facts")
 
 
 class AnswerRequest(GenerationOptions):
-    question: str = Field(..., description="the question; a [bracketed] entity is a hint for entity linking")
+    question: str = Field(..., json_schema_extra=NON_BLANK,
+                          description="the question; a [bracketed] entity is a hint for entity linking")
 
 
 class BatchAnswerRequest(GenerationOptions):
-    questions: list[str] = Field(..., min_length=1, description="answered together (limit: settings max_batch)")
+    questions: list[str] = Field(..., min_length=1, json_schema_extra=NON_BLANK_ITEMS,
+                                 description="answered together (limit: settings max_batch)")
 
 
 class ScoreRequest(BaseModel):
-    question: str
-    answer: str = Field(..., description="the answer to score")
-    k: int | None = Field(None, ge=1, description="facts to retrieve (default and limit: settings default_k, max_k)")
+    question: str = Field(..., json_schema_extra=NON_BLANK)
+    answer: str = Field(..., json_schema_extra=NON_BLANK, description="the answer to score")
+    k: Count | None = Field(None, description="facts to retrieve (default and limit: settings default_k, max_k)")
 
 
 class ScoredFact(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,3 +45,11 @@ class GeneratorSettings(BaseSettings):
     batch_wait_ms: float = Field(5.0, ge=0, description="how long the worker waits for more questions to batch")
     answer_timeout_s: float = Field(120.0, gt=0, description="longest wait for a queued question's answer (504)")
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_in_flight: int = Field(128, ge=1, description="most requests served at once; more are refused with 429")
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> GeneratorSettings:
+        if self.default_k > self.max_k or self.default_max_new_tokens > self.max_new_tokens:
+            raise ValueError("default_k and default_max_new_tokens must not exceed max_k and max_new_tokens "
+                             "(a request without them would be refused)")
+        return self

@@ -1,17 +1,17 @@
 """`python -m retriever_service`: serve the retriever with uvicorn on the configured host and port."""
 
-import logging
-
 import uvicorn
 
 from retriever_service.app import create_app
 from retriever_service.settings import RetrieverSettings
+from shared.logging_config import configure_logging
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("retriever")
     settings = RetrieverSettings()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                log_config=None, access_log=False,  # JSON logs; the shared middleware writes the access lines
                 timeout_graceful_shutdown=10)
 
 

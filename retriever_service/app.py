@@ -13,9 +13,10 @@ from retriever_service.routers import facts, ops, search
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from retriever_service.store import StoreError
-from shared.errors import install_error_handlers
+from shared.errors import error_responses, install_error_handlers
 from shared.metrics import Metrics
-from shared.middleware import ServiceMiddleware
+from shared.middleware import ConcurrencyLimitMiddleware, ServiceMiddleware
+from shared.openapi import Limits, document_limits
 from shared.security import ApiKeyMiddleware, check_deployment
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,22 @@ def create_app(settings: RetrieverSettings | None = None, encoder: Encoder | Non
         state.close()
 
     app = FastAPI(title="kgrag retriever", version="0.1.0", lifespan=lifespan,
+                  responses=error_responses(400, 401, 413, 422, 429, 500, 503),
                   description="Knowledge-graph facts in Qdrant: top-k search with entity linking and a prior p(d|x).")
     install_error_handlers(app)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_in_flight)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     for router in (search.router, facts.router, ops.router):
         app.include_router(router)
+    document_limits(app, _limits(settings))
     return app
+
+
+def _limits(s: RetrieverSettings) -> Limits:
+    k, query = {"maximum": s.max_k}, {"maxLength": s.max_query_chars}
+    return {
+        "SearchRequest": {"query": query, "k": k},
+        "BatchSearchRequest": {"queries": {"maxItems": s.max_batch, "items": query}, "k": k},
+        "IngestRequest": {"facts": {"maxItems": s.max_facts_per_request}},
+    }

@@ -23,6 +23,7 @@ from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from retriever_service.store import StoreError
 from shared.facts import Triple
+from shared.logging_config import configure_logging
 from shared.metrics import Metrics
 from shared.qa_data import read_questions
 
@@ -94,7 +95,7 @@ def _run(args: argparse.Namespace, state: RetrieverState) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging("ingest")
     args = _parser().parse_args(argv)
     settings = _settings(args)
     state = RetrieverState(settings=settings, metrics=Metrics("ingest"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,8 @@ class RetrieverSettings(BaseSettings):
     )
     qdrant_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("KGRAG_RETRIEVER_QDRANT_API_KEY", "QDRANT_API_KEY"))
+    qdrant_shards: int = Field(1, ge=1, description="shards of a new collection on a Qdrant cluster")
+    qdrant_replication_factor: int = Field(1, ge=1, description="copies of each shard on a Qdrant cluster")
     rerank_pool: int = Field(100, ge=1, description="candidates fetched for relation-aware re-ranking")
     tau: float = Field(0.05, gt=0, description="temperature of the prior softmax(score / tau)")
     default_k: int = Field(5, ge=1)
@@ -31,8 +33,15 @@ class RetrieverSettings(BaseSettings):
     max_batch: int = Field(64, ge=1, description="most queries in one batch search")
     max_facts_per_request: int = Field(5000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_in_flight: int = Field(64, ge=1, description="most requests served at once; more are refused with 429")
     encoder_bf16: bool = Field(True, description="bf16 autocast for the encoder (AMX); vectors agree to cos > 0.999")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None keeps torch's default")
+
+    @model_validator(mode="after")
+    def _default_k_within_limit(self) -> RetrieverSettings:
+        if self.default_k > self.max_k:
+            raise ValueError("default_k must not exceed max_k (a request without k would be refused)")
+        return self
 
     @property
     def relation_prior_path(self) -> Path:

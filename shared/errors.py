@@ -7,11 +7,42 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException  # FastAPI's own is a subclass; Starlette's reaches here too
 
 log = logging.getLogger(__name__)
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
+ERROR_STATUSES = {
+    400: ("the body cannot be read (not UTF-8)", {}),
+    401: ("missing or wrong API key", {}),
+    413: ("request body over the size limit", {}),
+    422: ("invalid request: the body, or a limit the settings impose", {}),
+    429: ("overloaded: too many requests in flight, or the generation queue is full", _RETRY_AFTER),
+    500: ("unexpected error; see the service log", {}),
+    502: ("the upstream service refused this service's credentials", {}),
+    503: ("a dependency is unavailable, the service is not ready, or it is shutting down", _RETRY_AFTER),
+    504: ("no answer within the configured time", {}),
+}
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(..., description="stable, machine-readable")
+    message: str
+    details: list[dict] = Field(..., description="per-field problems of an invalid request")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+    request_id: str | None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` for the error statuses a service can return, all with the shape above."""
+    return {status: {"model": ErrorResponse, "description": ERROR_STATUSES[status][0],
+                     "headers": ERROR_STATUSES[status][1]} for status in statuses}
 
 
 class ServiceError(Exception):
@@ -49,10 +80,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
+        code = {400: "bad_request", 401: "unauthorized", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request_id_of(request), exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, request.url.path,
+                      extra={"request_id": request_id_of(request)})
         return error_response(request_id_of(request), 500, "internal_error", "internal error; see the service log")

@@ -1,4 +1,5 @@
-"""ASGI middleware both services use: request ids, a body-size limit, and request metrics."""
+"""ASGI middleware both services use: request ids, a body-size limit, request metrics, and a bound on
+the requests in flight."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import error_response
+from shared.logging_config import request_id as current_request_id
 from shared.metrics import Metrics
 
 log = logging.getLogger("kgrag.access")
 REQUEST_ID_HEADER = "x-request-id"
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class _BodyTooLarge(Exception):
@@ -21,7 +24,8 @@ class _BodyTooLarge(Exception):
 
 class ServiceMiddleware:
     """Gives every request an id (kept from `X-Request-ID` when the client sends one), echoes it in
-    the response, refuses bodies over `max_body_bytes` with 413, and records count and latency."""
+    the response and sets it for the log lines of the request, refuses bodies over `max_body_bytes`
+    with 413, and records count and latency."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
@@ -33,6 +37,7 @@ class ServiceMiddleware:
         headers = dict(scope.get("headers") or [])
         request_id = (headers.get(b"x-request-id", b"").decode("latin-1")[:128]) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        token = current_request_id.set(request_id)
         start, status = time.perf_counter(), 500
         declared = headers.get(b"content-length")
         received = 0
@@ -62,6 +67,7 @@ class ServiceMiddleware:
             await response(scope, receive, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - start, request_id)
+            current_request_id.reset(token)
 
     def _record(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         route = scope.get("route")
@@ -70,3 +76,29 @@ class ServiceMiddleware:
         self.metrics.requests.labels(method, path, str(status)).inc()
         self.metrics.latency.labels(method, path).observe(elapsed)
         log.info("%s %s %s %.1fms", method, scope.get("path"), status, elapsed * 1000, extra={"request_id": request_id})
+
+
+class ConcurrencyLimitMiddleware:
+    """At most `max_in_flight` requests at a time; one more is refused at once with 429 and
+    Retry-After, so an overloaded service sheds load instead of queueing without bound.
+    Health, readiness and metrics are not counted and never refused."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+        self.app, self.max_in_flight = app, max_in_flight
+        self.in_flight = 0  # changed only on the event loop: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            response = error_response(scope.get("state", {}).get("request_id"), 429, "too_many_requests",
+                                      f"{self.max_in_flight} requests in flight, the limit; retry later",
+                                      headers={"Retry-After": "1"})
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

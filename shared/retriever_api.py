@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from shared.openapi import NON_BLANK, NON_BLANK_ITEMS, Count
 
 
 class SearchRequest(BaseModel):
-    query: str = Field(..., min_length=1, description="the question; a [bracketed] entity is taken as a hint")
-    k: int | None = Field(None, ge=1, description="how many facts (default: the service's default_k)")
-    link: bool = Field(True, description="restrict to facts touching linked entities; false is plain dense search")
+    query: str = Field(..., min_length=1, json_schema_extra=NON_BLANK,
+                       description="the question; a [bracketed] entity is taken as a hint")
+    k: Count | None = Field(None, description="how many facts (default: the service's default_k)")
+    link: StrictBool = Field(True, description="restrict to facts touching linked entities; false is plain dense search")
 
 
 class BatchSearchRequest(BaseModel):
-    queries: list[str] = Field(..., min_length=1)
-    k: int | None = Field(None, ge=1)
-    link: bool = True
+    queries: list[str] = Field(..., min_length=1, json_schema_extra=NON_BLANK_ITEMS)
+    k: Count | None = None
+    link: StrictBool = True
 
 
 class LinkedEntityOut(BaseModel):
@@ -47,9 +50,9 @@ class BatchSearchResponse(BaseModel):
 
 
 class TripleIn(BaseModel):
-    subject: str = Field(..., min_length=1, max_length=2000)
-    relation: str = Field(..., min_length=1, max_length=500)
-    object: str = Field(..., min_length=1, max_length=2000)
+    subject: str = Field(..., min_length=1, max_length=2000, json_schema_extra=NON_BLANK)
+    relation: str = Field(..., min_length=1, max_length=500, json_schema_extra=NON_BLANK)
+    object: str = Field(..., min_length=1, max_length=2000, json_schema_extra=NON_BLANK)
 
 
 class IngestRequest(BaseModel):
@@ -64,7 +67,11 @@ class IngestResponse(BaseModel):
 
 
 class DeleteRequest(BaseModel):
-    ids: list[str] = Field(default_factory=list)
+    """At least one id or triple (the endpoint checks it; the schema says so with `anyOf`)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"minItems": 1}}} for name in ("ids", "triples")]})
+    ids: list[str] = Field(default_factory=list, json_schema_extra={"items": {"type": "string", "format": "uuid"}})
     triples: list[TripleIn] = Field(default_factory=list)
 
 

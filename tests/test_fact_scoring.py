@@ -8,22 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from generator_service.fact_scoring import FactScorer
 from generator_service.lm_loading import ModelLoadError, load_causal_lm
+from tiny_lm import CHAT_TEMPLATE, tiny_llama, tiny_tokenizer
 
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
-    "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-CORPUS = [
-    "Answer the question using the fact. Reply with the answer only.",
-    "Question: What is the capital of France? Fact: France capital Paris",
-    "Paris is the capital and largest city of France, on the river Seine.",
-    "Berlin is the capital of Germany. Tom Hanks was born in Concord, California.",
-]
 QUESTION = "What is the capital of France?"
 FACTS = [
     "France capital Paris",
@@ -34,38 +23,11 @@ FACTS = [
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tokenizer(chat_template: str | None) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    wrapped.chat_template = chat_template
-    return wrapped
-
-
 @pytest.fixture(scope="module", params=[("sdpa", CHAT_TEMPLATE), ("eager", None)], ids=["sdpa-chat", "eager-plain"])
 def scorer(request):
     attention, chat_template = request.param
-    tokenizer = _tokenizer(chat_template)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.2,  # large weights, so the context visibly changes the output
-        attn_implementation=attention,
-    )
-    return FactScorer(LlamaForCausalLM(config).eval(), tokenizer)
+    tokenizer = tiny_tokenizer(chat_template)
+    return FactScorer(tiny_llama(len(tokenizer), attention), tokenizer)
 
 
 def _full_logprobs(scorer: FactScorer, ids: list[int]) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 
 from generator_service.dependencies import RequestId, State
 from generator_service.retriever_client import RetrieverUnavailable
@@ -28,7 +29,7 @@ async def readyz(state: State, request_id: RequestId):
     return {"status": "ready", "model": state.generator.name, "queued": state.answers.pending + state.scores.pending}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)  # the Prometheus text format
 def metrics(state: State) -> Response:
     http = state.metrics.http
     return Response(http.render(), media_type=http.content_type)

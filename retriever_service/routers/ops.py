@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 
 from retriever_service.dependencies import State, store_errors
 from retriever_service.store import StoreError
@@ -26,7 +27,7 @@ def readyz(state: State):
     return {"status": "ready", "encoder": state.encoder.name, "backend": state.store().backend}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)  # the Prometheus text format
 def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
 

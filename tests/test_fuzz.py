@@ -1,0 +1,106 @@
+"""Schemathesis against both apps' OpenAPI specs, in-process (ASGI): valid and invalid requests
+generated from the schemas; no 5xx, every status documented, every response body and content
+type as its schema says. The retriever stores in memory with the real MiniLM; the generator runs
+the tiny random Llama and reaches its own retriever app through httpx.ASGITransport.
+
+The default suite runs a few cases per operation and mode; `-m slow` runs many more. Each test
+prints the number of cases it tried.
+"""
+
+from collections import Counter
+
+import httpx
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.config import SchemathesisConfig
+from schemathesis.python import asgi
+
+from generator_service.app import create_app as create_generator_app
+from generator_service.rag import RagGenerator
+from generator_service.settings import GeneratorSettings
+from retriever_service.app import create_app as create_retriever_app
+from retriever_service.settings import RetrieverSettings
+from tiny_lm import tiny_lm
+
+FACTS = [
+    {"subject": "France", "relation": "capital", "object": "Paris"},
+    {"subject": "Germany", "relation": "capital", "object": "Berlin"},
+    {"subject": "France", "relation": "borders", "object": "Spain"},
+]
+COMMON = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+FAST = settings(max_examples=6, **COMMON)
+THOROUGH = settings(max_examples=150, **COMMON)
+# schemathesis' default statuses for rejected invalid data, and 413: a list over its maxItems can be
+# over the body-size limit too, which the middleware checks first
+CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": [
+    400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx"]}}})
+
+
+def _retriever_app(tmp_path_factory, encoder):
+    settings_ = RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("fuzz"), max_k=10)
+    return create_retriever_app(settings_, encoder=encoder)
+
+
+@pytest.fixture(scope="module")
+def retriever_api(tmp_path_factory, encoder):
+    app = _retriever_app(tmp_path_factory, encoder)
+    with asgi.get_client(app) as client:  # starts the lifespan schemathesis will use
+        assert client.post("/v1/facts", json={"facts": FACTS}).status_code == 200
+    yield schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
+    asgi.shutdown_lifespans()
+
+
+@pytest.fixture(scope="module")
+def generator_api(tmp_path_factory, encoder):
+    """Small limits keep each generated request cheap; the limits themselves are fuzzed all the same."""
+    with TestClient(_retriever_app(tmp_path_factory, encoder)) as retriever:
+        assert retriever.post("/v1/facts", json={"facts": FACTS}).status_code == 200
+        limits = GeneratorSettings(torch_threads=1, batch_wait_ms=0, max_k=4, default_k=2, max_new_tokens=4,
+                                   default_max_new_tokens=2, max_beams=2, max_batch=3, answer_timeout_s=30)
+        app = create_generator_app(limits, RagGenerator(tiny_lm()),
+                                   retriever_transport=httpx.ASGITransport(app=retriever.app))
+        yield schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
+        asgi.shutdown_lifespans()
+
+
+def _fuzz(schema, budget: settings) -> Counter:
+    """Every operation with valid data, and those that take input with invalid data too; returns the
+    cases tried per operation."""
+    tried: Counter = Counter()
+    for operation in (result.ok() for result in schema.get_all_operations()):
+        takes_input = bool(operation.body) or next(operation.iter_parameters(), None) is not None
+        for mode in GenerationMode if takes_input else [GenerationMode.POSITIVE]:
+            @budget
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def check(case) -> None:
+                tried[operation.label] += 1
+                case.call_and_validate()
+
+            check()
+    return tried
+
+
+def _report(capsys, service: str, tried: Counter) -> None:
+    with capsys.disabled():
+        print(f"\nschemathesis, {service}: {sum(tried.values())} cases over {len(tried)} operations {dict(tried)}")
+
+
+def test_retriever_api(retriever_api, capsys):
+    _report(capsys, "retriever", _fuzz(retriever_api, FAST))
+
+
+def test_generator_api(generator_api, capsys):
+    _report(capsys, "generator", _fuzz(generator_api, FAST))
+
+
+@pytest.mark.slow
+def test_retriever_api_thorough(retriever_api, capsys):
+    _report(capsys, "retriever", _fuzz(retriever_api, THOROUGH))
+
+
+@pytest.mark.slow
+def test_generator_api_thorough(generator_api, capsys):
+    _report(capsys, "generator", _fuzz(generator_api, THOROUGH))
