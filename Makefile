@@ -4,9 +4,6 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
-# OpenMP threads that spin while waiting starve the other service on a small CPU: sleep instead
-# (measured: MiniLM 2-thread throughput under a busy neighbour 37 -> 258 facts/s).
-export OMP_WAIT_POLICY ?= PASSIVE
 DEMO_DIR ?= var/demo
 METAQA_DIR ?= ../shared/data/metaqa
 

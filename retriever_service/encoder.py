@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_TOKENS = 128  # the model was trained with 128-token inputs (sentence_bert_config.json)
+# bf16 autocast casts the weights on every call: it pays off on ingest batches (2x and more here)
+# but costs a single query time (13.3 ms against 8.4 ms in fp32, 2 threads), so small calls stay fp32.
+BF16_MIN_BATCH = 32
 
 
 class EncoderLoadError(RuntimeError):
@@ -55,15 +58,15 @@ class Encoder:
             raise EncoderLoadError(f"cannot load the encoder from {path}: {exc}") from exc
         return cls(model=model, tokenizer=tokenizer, bf16=bf16, dim=model.config.hidden_size)
 
-    def _autocast(self):
-        if self.bf16:
+    def _autocast(self, batch: int):
+        if self.bf16 and batch >= BF16_MIN_BATCH:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     @torch.inference_mode()
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-        with self._autocast():
+        with self._autocast(len(texts)):
             hidden = self.model(**enc).last_hidden_state  # (B, T, H)
         mask = enc["attention_mask"].unsqueeze(-1).to(torch.float32)  # (B, T, 1)
         pooled = (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 PREFIXES = {"KGRAG_RETRIEVER_": RetrieverSettings, "KGRAG_GENERATOR_": GeneratorSettings}
-OTHER_VARS = {"QDRANT_URL", "QDRANT_API_KEY"}  # aliases RetrieverSettings accepts
+OTHER_VARS = {"QDRANT_URL", "QDRANT_API_KEY", "KGRAG_METAQA_DIR"}  # RetrieverSettings aliases; shared.qa_data
 
 
 def test_every_kgrag_variable_is_a_setting():
