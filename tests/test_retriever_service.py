@@ -115,3 +115,11 @@ def test_store_down_gives_503_not_500(tmp_path, encoder):
         assert r.headers["retry-after"] == "1"
         assert c.get("/readyz").status_code == 503
         assert c.get("/healthz").status_code == 200
+
+
+def test_single_query_path_gives_the_batch_vector(encoder):
+    texts = ["What is the capital of France?", "a", "who directed forrest gump and which year was it released"]
+    together = encoder.encode(texts)
+    for text, row in zip(texts, together):
+        alone = encoder.encode([text])[0]
+        assert float(alone @ row) > 0.9999
