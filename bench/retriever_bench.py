@@ -77,7 +77,7 @@ def latency(samples: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2), "n": len(ms)}
 
 
-def search_latency(state: RetrieverState, queries: list[str], settings: RetrieverSettings) -> dict:
+def search_latency(state: RetrieverState, queries: list[str]) -> dict:
     retriever = state.retriever()
     store = retriever.store
     vectors = state.encoder.encode(queries)
@@ -148,7 +148,7 @@ def main() -> None:
     result["recall_test"] = recall_table(state, test)
     print(json.dumps(result["recall_test"]), flush=True)
     queries = [q.stripped for q in test[: args.latency_queries]]
-    result["latency_in_process"] = search_latency(state, queries, settings)
+    result["latency_in_process"] = search_latency(state, queries)
     state.close()
     result["latency_http"] = http_latency(settings, queries)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,9 @@ class RelationPrior:
     temperature: float = 0.05
     weight: float = 0.3
 
+    def __post_init__(self) -> None:
+        self._index = {k: i for i, k in enumerate(self.keys)}  # key -> centroid row, built once
+
     @classmethod
     def fit(cls, vectors: np.ndarray, labels: list[set[str]], **params: float) -> "RelationPrior":
         """Centroid of the question vectors (N, H) labelled with each key (a question may have several)."""
@@ -53,9 +56,9 @@ class RelationPrior:
 
     def rescore(self, cosines: list[float], keys: list[str], log_probs: np.ndarray) -> list[float]:
         """Scores of one question's candidates; a key never seen in training gets the lowest log p."""
-        index = {k: i for i, k in enumerate(self.keys)}
         floor = float(log_probs.min())
-        return [c + self.weight * (float(log_probs[index[k]]) if k in index else floor) for c, k in zip(cosines, keys)]
+        return [c + self.weight * (float(log_probs[self._index[k]]) if k in self._index else floor)
+                for c, k in zip(cosines, keys)]
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

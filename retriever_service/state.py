@@ -71,7 +71,12 @@ class RetrieverState:
         if self._store is not None and self.settings.qdrant_url and self.settings.qdrant_url != ":memory:":
             log.warning("store error, will reconnect: %s", exc)
             with self._lock:
-                self._store = None
+                failed, self._store = self._store, None
+            if failed is not None:
+                try:
+                    failed.close()  # release the old client's connections
+                except Exception:  # closing a client whose server is gone may fail too
+                    log.debug("closing the failed store", exc_info=True)
 
     def retriever(self) -> Retriever:
         return Retriever(self.encoder, self.store(), self.entities, self.settings.tau,
