@@ -5,7 +5,9 @@
 Needs the MetaQA index that `python -m bench.retriever_bench` builds (var/bench, collection
 "metaqa"). Prints a table and writes bench/results/generator.json. A fixed seeded sample of
 test questions; the model is the one the service serves by default (the student when
-models/student exists, else the SmolLM2-135M-Instruct base).
+models/student exists, else the SmolLM2-135M-Instruct base) or `--model` (a directory, a .gguf,
+or "base" for the SmolLM2 base). The speed and http parts are stored per model name, so models
+can be compared side by side.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from generator_service.lm_loading import load_causal_lm
+from generator_service.lm_loading import load_causal_lm, teacher_gguf_path
 from generator_service.rag import RagGenerator, RagRequest
 from retriever_service.encoder import Encoder
 from retriever_service.settings import RetrieverSettings
@@ -80,17 +82,17 @@ def batched_vs_naive(generator: RagGenerator, requests: list[RagRequest]) -> dic
 def in_process(args, questions: list[Question], parts: set[str]) -> dict:
     state = RetrieverState(settings=RetrieverSettings(data_dir=args.data_dir, collection="metaqa"),
                            encoder=Encoder.load(), metrics=Metrics("bench"))
-    generator = RagGenerator(load_causal_lm(None, cache_dir=Path("var/cache/lm")))
-    out = {"model": generator.name}
+    generator = RagGenerator(load_causal_lm(args.model, cache_dir=Path("var/cache/lm")))
+    out = {}
     if "hits" in parts:
-        out["hits"] = {}
+        out["hits_model"], out["hits"] = generator.name, {}
         for mode in ("token", "sequence"):
             for k in (1, 3, 5, 10):
                 out["hits"][f"{mode} k={k}"] = row = hits_at_1(generator, state, questions, k, mode)
                 print(f"{mode} k={k}: {row}", flush=True)
     if "speed" in parts:
         requests = requests_for(state, questions[: args.latency_n], 5, "token")
-        out["batched_vs_naive_k5"] = batched_vs_naive(generator, requests)
+        out["batched_vs_naive_k5"] = {generator.name: batched_vs_naive(generator, requests)}
         print(out["batched_vs_naive_k5"], flush=True)
     state.close()
     return out
@@ -119,13 +121,15 @@ async def _load(url: str, questions: list[str], concurrency: int) -> dict:
 def over_http(args, questions: list[Question]) -> dict:
     env = {"KGRAG_RETRIEVER_DATA_DIR": str(args.data_dir), "KGRAG_RETRIEVER_COLLECTION": "metaqa"}
     retriever = ServiceProcess("retriever_service", 18601, env, Path("var/log/bench_retriever.log")).start()
-    generator = ServiceProcess("generator_service", 18600, {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url},
+    model = {"KGRAG_GENERATOR_MODEL": str(args.model)} if args.model else {}
+    generator = ServiceProcess("generator_service", 18600, {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url, **model},
                                Path("var/log/bench_generator.log"))
     try:
         retriever.wait_ready()
         generator.start().wait_ready(timeout_s=300)
         texts = [q.stripped for q in questions]
-        out = {"latency": asyncio.run(_load(generator.url, texts[: args.latency_n], 1))}
+        served = httpx.get(f"{generator.url}/readyz", timeout=10).json().get("model")
+        out = {"model": served, "latency": asyncio.run(_load(generator.url, texts[: args.latency_n], 1))}
         for c in (1, 8, 32):
             out[f"concurrency {c}"] = row = asyncio.run(_load(generator.url, texts[: args.throughput_n], c))
             print(f"concurrency {c}: {row}", flush=True)
@@ -146,6 +150,7 @@ def main() -> None:
     p.add_argument("--latency-n", type=int, default=50)
     p.add_argument("--throughput-n", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=None, help='model directory or .gguf, or "base" (default: what the service serves)')
     p.add_argument("--parts", default="hits,speed,http",
                    help="comma-separated: hits (Hits@1 table), speed (batched vs naive), http (latency, throughput); "
                         "each part replaces its entry in an existing results file")
@@ -156,10 +161,17 @@ def main() -> None:
     path = RESULTS / "generator.json"
     result = json.loads(path.read_text()) if path.exists() else {}
     result.update({"sample": args.sample, "seed": args.seed})
+    if args.model == "base":
+        args.model = str(teacher_gguf_path())
     if parts & {"hits", "speed"}:
-        result.setdefault("in_process", {}).update(in_process(args, questions, parts))
+        measured = in_process(args, questions, parts)
+        if "batched_vs_naive_k5" in measured:
+            result.setdefault("in_process", {}).setdefault("batched_vs_naive_k5", {}).update(
+                measured.pop("batched_vs_naive_k5"))
+        result.setdefault("in_process", {}).update(measured)
     if "http" in parts:
-        result["http"] = over_http(args, questions)
+        served = over_http(args, questions)
+        result.setdefault("http", {})[served["model"]] = served
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -5,14 +5,15 @@ TOML, sections as tables: `[teacher]`, `[student.train]`, ...), then `--set key=
 with dotted keys (`--set teacher.lr=3e-5`, `--set eval.splits='["test"]'`). The resolved config is
 saved as JSON in the run directory, beside every checkpoint and in every output model directory.
 
-The defaults are the `cpu` profile, sized for a 2-core CPU with AMX bf16. The time below is an
-ESTIMATE, not a measured duration: it multiplies step times measured on such a CPU at one thread,
-while other jobs shared its cores (teacher 14-25 s per optimizer step of 2 x 8 questions x 5 facts,
-student 8-15 s, RagGenerator ~0.2 s per answer for the 30-layer models and ~0.065 s for the 6-layer
-student at 16 questions per call, retrieval ~600 questions/s), by the step counts: data ~2 min,
-teacher 150 steps ~50 min, student 250 steps ~50 min, evaluation of 3 models on 500 test + 500 dev
-questions ~10 min: about 1 h 50 min in all, ~2 h 20 min at the slowest step times measured (two
-threads should be faster).
+The defaults are the `cpu` profile, sized for a 2-core CPU with AMX bf16. Its measured run on such
+a machine (two 1-thread jobs side by side most of the time, e.g. an evaluation beside a training
+job): data 27 s; teacher 150 steps 49 min (19.7 s per optimizer step of 2 x 8 questions x 5
+facts); student 250 steps 38 min (9.2 s per step, the frozen teacher's forward pass included);
+accuracy on all 9,947 test and 1,000 dev questions 31 min (base), 25 min (teacher), 4 min
+(student), one thread each; the timed pass 2 min. Wall clock 1 h 37 min. The parts add up to
+2 h 30 min, so `all` (one step after the other) is at the edge of a 2.5 h budget (at two
+threads alone it was not timed); scoring the base model beside the teacher's training
+(`evaluate --set 'eval.models=["base"]' --set 'eval.measure=["accuracy"]'`) is what saved time.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class DataConfig:
     """Collection of the retriever index; its relation prior is `<data_dir>/<collection>.relation_prior.npz`."""
     retriever_url: str | None = None
     """A Qdrant server URL instead of the Edge directory (":memory:" is an empty in-memory store)."""
+    mix_with: list[str] = field(default_factory=list)
+    """train.jsonl files of other data runs (other KGs and their retriever indexes) that the teacher and the
+    student train on together with this run's, e.g. MetaQA's beside the demo countries'."""
 
 
 @dataclass
@@ -94,6 +98,9 @@ class TrainConfig:
 class StudentConfig:
     num_layers: int = 6
     """Decoder layers of the student, initialised from evenly spaced teacher layers (first and last kept)."""
+    init_from: str | None = None
+    """A student model directory to start from instead (num_layers is then its own), e.g. to compare
+    divergences by training one finished student further."""
     alpha: float = 0.5
     """Weight of the distillation term; (1 - alpha) goes to the marginal NLL of the gold answer."""
     temperature: float = 2.0
@@ -109,11 +116,20 @@ class StudentConfig:
 @dataclass
 class EvalConfig:
     splits: list[str] = field(default_factory=lambda: ["test", "dev"])
-    """MetaQA 1-hop splits to evaluate on (test for evaluation only; dev was training data)."""
-    max_questions: int | None = 500
-    """Seeded sample of each split (None = all: 9,947 test, 9,992 dev)."""
+    """MetaQA 1-hop splits whose accuracy is measured (test for evaluation only; dev was training data)."""
+    max_questions: int | None = None
+    """Seeded sample of test for accuracy (None = all 9,947)."""
+    max_dev_questions: int | None = 1000
+    """Seeded sample of dev for accuracy (None = all 9,992)."""
     models: list[str] = field(default_factory=lambda: ["base", "teacher", "student"])
     """Rows of the table: base (the teacher base), teacher, student; missing model directories are skipped."""
+    measure: list[str] = field(default_factory=lambda: ["accuracy", "latency"])
+    """What to measure for each model: accuracy (Hits@1, EM per split) and/or latency (a timed pass). Rows of
+    models and splits not measured in a run are kept from earlier runs' results, so models can be evaluated
+    one at a time (for example beside a training job) and timed together later on a quiet machine."""
+    latency_questions: int = 500
+    """Seeded sample of test questions answered in the timed pass, by every model of the run one after the other,
+    so their latencies compare (same questions, batch size and machine, same process)."""
     batch_size: int = 16
     """Questions per RagGenerator.generate call (all their facts in one forward pass per step)."""
     mode: str = "token"
@@ -173,7 +189,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "student.train.grad_accum": 1,
         "student.train.warmup_steps": 150,
         "student.train.checkpoint_every": 250,
-        "eval.max_questions": None,
+        "eval.max_dev_questions": None,
         "eval.batch_size": 128,
     },
 }
@@ -223,6 +239,8 @@ def validate(config: DistillConfig) -> None:
         raise ValueError(f"eval.mode must be token or sequence, not {config.eval.mode!r}")
     if unknown := set(config.eval.splits) - {"test", "dev"}:
         raise ValueError(f"eval.splits: unknown {sorted(unknown)}")
+    if unknown := set(config.eval.measure) - {"accuracy", "latency"}:
+        raise ValueError(f"eval.measure: unknown {sorted(unknown)}")
     for train in (config.teacher, student.train):
         if min(train.steps, train.batch_size, train.grad_accum, train.checkpoint_every, train.keep_checkpoints) < 1:
             raise ValueError("steps, batch_size, grad_accum, checkpoint_every and keep_checkpoints must be >= 1")

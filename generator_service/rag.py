@@ -22,6 +22,9 @@ to a token trie of the allowed names, tokenized as written after the answer cue 
 by EOS; the step limit rises to fit the longest. Masked log-probs are not renormalised, so log_prob
 stays the exact marginal. The full output projection is still computed: p(y_t|x,d,y<t) is
 normalised over the whole vocabulary, so the allowed tokens' logits alone cannot give it.
+In greedy decoding, where the trie leaves one token only (the rest of a name once its first
+tokens set it apart), that token is fed without waiting for its log-probs, in the same pass as
+the chosen one, and scored from that pass's outputs: the same search and scores in fewer passes.
 """
 
 from __future__ import annotations
@@ -91,9 +94,11 @@ class _Beams:
     """One beam search on accumulated log-probs: up to `width` alive hypotheses, plus the finished ones.
 
     Each step ranks the top 2*width extensions; a stop token among the first `width` finishes a
-    hypothesis, the best `width` others stay alive. The search ends at the step limit, or as soon
-    as the best finished score is at least the best alive one (scores only go down). width=1 is
-    greedy decoding.
+    hypothesis, the best `width` others stay alive. A hypothesis ends at the step limit (its
+    length, stop token included); the search ends when none is alive, or as soon as the best
+    finished score is at least the best alive one (scores only go down). width=1 is greedy decoding.
+    Under a trie, `force` appends the tokens a hypothesis has no choice about; the caller adds
+    their scores (`add_scores`) once the forward pass that feeds them has given their log-probs.
     """
 
     def __init__(self, width: int, max_steps: int, stop_ids: set[int], trie: Trie | None) -> None:
@@ -101,7 +106,6 @@ class _Beams:
         self.tokens: list[list[int]] = [[]]  # alive hypotheses
         self.scores: list[float] = [0.0]
         self.finished: list[_Hyp] = []
-        self.steps = 0
 
     def advance(self, step_logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Extend the alive hypotheses by one token, given their next-token log-probs (A, V).
@@ -111,11 +115,10 @@ class _Beams:
         """
         scores = torch.tensor(self.scores, device=step_logprobs.device)  # (A,)
         alive, ended = self._rank(scores[:, None] + self._allowed(step_logprobs))  # total (A, V)
-        self.steps += 1
+        ended += [hyp for hyp in alive if len(self.tokens[hyp[0]]) + 1 >= self.max_steps]  # cut at the step limit
+        alive = [hyp for hyp in alive if len(self.tokens[hyp[0]]) + 1 < self.max_steps]
         best_finished = max([hyp.score for hyp in self.finished] + [score for *_, score in ended], default=-math.inf)
-        if self.steps >= self.max_steps:
-            alive, ended = [], ended + alive  # cut at the step limit
-        elif alive and best_finished >= alive[0][2]:
+        if alive and best_finished >= alive[0][2]:
             alive = []  # scores only go down: no alive hypothesis can overtake the best finished one
         for parent, token, score in ended:
             stop = token if token in self.stop_ids else None
@@ -125,6 +128,26 @@ class _Beams:
         pairs = [(parent, token) for parent, token, _ in alive + ended]
         chosen = torch.tensor(pairs, dtype=torch.long, device=step_logprobs.device).view(-1, 2)  # (N, 2)
         return chosen[:, 0], chosen[:, 1], len(alive)
+
+    def force(self) -> list[list[int]]:
+        """Append to each alive hypothesis the tokens its trie node forces (a single allowed token that
+        is not a stop token), within the step limit; return them, one list per hypothesis. Greedy
+        only: with wider beams, hypotheses of unequal lengths would compete and the search would change."""
+        chains = []
+        for tokens in self.tokens:
+            chain = []
+            while self.trie is not None and self.width == 1 and len(tokens) + 1 < self.max_steps:
+                allowed = self.trie.get(tuple(tokens), [])
+                if len(allowed) != 1 or allowed[0] in self.stop_ids:
+                    break
+                tokens.append(allowed[0])
+                chain.append(allowed[0])
+            chains.append(chain)
+        return chains
+
+    def add_scores(self, added: torch.Tensor) -> None:
+        """Add the log-probs of the tokens force appended (A,) to the alive hypotheses' scores."""
+        self.scores = [score + float(extra) for score, extra in zip(self.scores, added.tolist(), strict=True)]
 
     def _rank(self, total: torch.Tensor) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
         """(parent, token, score) of the best extensions, from their scores (A, V): up to `width` that go
@@ -169,9 +192,12 @@ class _TokenSearch:
     def rows(self) -> int:
         return len(self.beams.tokens) * self.prior.numel()
 
-    def advance(self, logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step from this search's rows' log-probs (A*K, V); returns its next rows (parents) and tokens."""
+    def advance(self, logprobs: torch.Tensor, forced: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
+        """One step from this search's rows' log-probs (A*K, V), after scoring the tokens the last pass
+        fed without a choice (A*K, F), forced[r, j] = 0 when row r had fewer; returns its next rows
+        (parents) and, per row, the tokens to feed: the chosen one, then those the trie forces."""
         k = self.prior.numel()
+        self._add_forced(forced.view(len(self.beams.tokens), k, forced.shape[-1]))  # (A, K, F)
         per_fact = logprobs.view(-1, k, logprobs.shape[-1])  # (A, K, V)
         parents, tokens, n_alive = self.beams.advance(token_marginal(self.doc, per_fact))  # (N,), (N,)
         chosen = per_fact[parents, :, tokens]  # (N, K) log p(y_t|x,d,y<t)
@@ -180,7 +206,17 @@ class _TokenSearch:
         self.doc = update_doc_logprobs(self.doc[parents[:n_alive]], chosen[:n_alive])  # (A', K)
         self.loglik = loglik[:n_alive]  # (A', K)
         rows = parents[:n_alive, None] * k + torch.arange(k, device=parents.device)  # (A', K)
-        return rows.flatten(), tokens[:n_alive].repeat_interleave(k)
+        feeds = [[token] + chain for token, chain in zip(tokens[:n_alive].tolist(), self.beams.force())]
+        return rows.flatten(), [feed for feed in feeds for _ in range(k)]
+
+    def _add_forced(self, forced: torch.Tensor) -> None:
+        """Score forced tokens (A, K, F) on the marginal, as advance scores chosen ones; 0 under every fact is padding."""
+        for j in range(forced.shape[-1]):
+            chosen = forced[..., j]  # (A, K) log p(y_t|x,d,y<t)
+            real = chosen.ne(0).any(-1)  # (A,)
+            self.beams.add_scores(torch.logsumexp(self.doc + chosen, dim=-1).where(real, 0.0))  # (A,)
+            self.doc = torch.where(real[:, None], update_doc_logprobs(self.doc, chosen), self.doc)  # (A, K)
+            self.loglik = self.loglik + chosen  # (A, K)
 
     def best(self) -> tuple[_Hyp, torch.Tensor]:
         """The best finished hypothesis and its log p(y|x,d) (K,)."""
@@ -198,17 +234,18 @@ class _SequenceSearch:
     def rows(self) -> int:
         return sum(len(beams.tokens) for beams in self.per_fact)
 
-    def advance(self, logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step from this search's rows' log-probs (R, V); returns its next rows (parents) and tokens."""
-        rows, tokens, offset = [], [], 0
+    def advance(self, logprobs: torch.Tensor, forced: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
+        """As _TokenSearch.advance, each fact's beams on its own rows' log-probs (R, V) and forced tokens' (R, F)."""
+        rows, feeds, offset = [], [], 0
         for beams in self.per_fact:
             alive = len(beams.tokens)
             if alive:
+                beams.add_scores(forced[offset : offset + alive].sum(-1))  # (A,)
                 parents, chosen, n_alive = beams.advance(logprobs[offset : offset + alive])  # (N,), (N,)
                 rows.append(parents[:n_alive] + offset)
-                tokens.append(chosen[:n_alive])
+                feeds.extend([token] + chain for token, chain in zip(chosen[:n_alive].tolist(), beams.force()))
                 offset += alive
-        return torch.cat(rows), torch.cat(tokens)
+        return torch.cat(rows), feeds
 
     def candidates(self) -> list[_Hyp]:
         """The distinct finished hypotheses (by scored tokens) of every fact's best `width`."""
@@ -310,22 +347,27 @@ class RagGenerator:
         return trie
 
     def _decode(self, state: DecodeState, searches: list[_TokenSearch | _SequenceSearch]) -> None:
-        """Run every search to its end; each step is one forward pass over all searches' rows."""
+        """Run every search to its end; each step is one forward pass over all searches' rows.
+
+        A step feeds each row its chosen token and the tokens its trie forces after it, so a
+        constrained name usually takes one pass after its first token, not one per token."""
+        forced = state.logprobs.new_zeros(state.logprobs.shape[0], 0)  # (R, F): nothing forced yet
         while True:
-            rows, tokens, offset = [], [], 0
+            rows, feeds, offset = [], [], 0
             for search in searches:
                 count = search.rows
                 if count:
-                    parents, chosen = search.advance(state.logprobs[offset : offset + count])  # (N,), (N,)
+                    window = slice(offset, offset + count)
+                    parents, extensions = search.advance(state.logprobs[window], forced[window])  # (N,), N lists
                     rows.append(parents + offset)
-                    tokens.append(chosen)
+                    feeds.extend(extensions)
                     offset += count
             index = torch.cat(rows) if rows else torch.empty(0, dtype=torch.long)  # (R',)
             if index.numel() == 0:
                 return
             if not torch.equal(index, torch.arange(state.logprobs.shape[0], device=index.device)):
                 state = self.scorer.select_rows(state, index)
-            self.scorer.step(state, torch.cat(tokens))
+            forced = self.scorer.append(state, feeds)  # (R', F')
 
     def _token_result(self, search: _TokenSearch) -> RagResult:
         hyp, loglik = search.best()

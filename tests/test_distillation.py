@@ -16,6 +16,7 @@ from transformers import LlamaForCausalLM
 from distillation.__main__ import main
 from distillation.config import DistillConfig, field_docs, load_config
 from distillation.data import Example, read_examples, run_data
+from distillation.evaluation import run_evaluate
 from distillation.losses import distillation_loss, divergence, forward_kl, generalized_jsd, rag_nll, reverse_kl
 from distillation.pipeline import run, student_objective, teacher_objective, training_examples
 from distillation.rag_batch import answer_ids, answer_logits, make_batch
@@ -93,7 +94,8 @@ def tiny_config(root: Path, metaqa_dir: Path, base: Path, *extra: str) -> Distil
         "device=cpu", f"data.metaqa_dir={metaqa_dir}", f"data.kg_files={json.dumps([str(MOVIES)])}",
         "data.max_template_questions=30", "data.retriever_url=:memory:", "data.top_k=3",
         *[f"teacher.{s}" for s in small], *[f"student.train.{s}" for s in small], "student.num_layers=2",
-        "eval.max_questions=null", "eval.batch_size=2", *extra,
+        "eval.max_questions=null", "eval.max_dev_questions=null", "eval.latency_questions=2", "eval.batch_size=2",
+        *extra,
     ])
 
 
@@ -310,9 +312,24 @@ def test_all_steps_end_to_end(tmp_path, metaqa_dir, tiny_base, retriever):
     result = json.loads((tmp_path / "results" / "distillation.json").read_text())
     assert {(r["model"], r["split"]) for r in result["rows"]} == {(m, s) for m in ("base", "teacher", "student")
                                                                   for s in ("test", "dev")}
-    assert all(0 <= r["hits@1"] <= 1 and r["latency_ms_per_answer"] > 0 for r in result["rows"])
+    assert all(0 <= r["hits@1"] <= 1 for r in result["rows"])
+    assert all(r["latency_ms_per_answer"] > 0 for r in result["rows"] if r["split"] == "test")
+    assert {r["split"] for r in result["rows"] if "latency_ms_per_answer" in r} == {"test"}  # dev is not timed
+    assert len({timing["run"] for timing in result["latency"].values()}) == 1 and result["student_speedup"] > 0
     assert result["ceilings"]["test"]["graph_answerable"] == "2 of 2"
     assert (tmp_path / "results" / "distillation.png").stat().st_size > 0
     assert (Path(config.run_dir) / "eval" / "metrics.json").is_file()
     examples, _ = training_examples(config, FactScorer(None, lm.tokenizer), 24)
     assert examples and all(e.source in ("template", "metaqa/1-hop/dev") for e in examples)
+    further = tiny_config(tmp_path, metaqa_dir, tiny_base, f"student.init_from={tmp_path / 'models/student'}",
+                          f"student_dir={tmp_path / 'models/further'}", "student.train.resume=false",
+                          "student.num_layers=1")  # ignored: the starting student has 2 layers
+    run("student", further, retriever)
+    lm = load_causal_lm(tmp_path / "models/further", cache_dir=tmp_path / "cache", device="cpu")
+    assert lm.model.config.num_hidden_layers == 2
+    assert f"initialised from the student `{tmp_path / 'models/student'}`" in (tmp_path / "models/further/README.md").read_text()
+    again = tiny_config(tmp_path, metaqa_dir, tiny_base, 'eval.models=["student"]', 'eval.measure=["accuracy"]',
+                        'eval.splits=["test"]')
+    merged = run_evaluate(again, retriever)  # one model's accuracy again: the other rows and timings are kept
+    assert [(r["model"], r["split"]) for r in merged["rows"]] == [(r["model"], r["split"]) for r in result["rows"]]
+    assert merged["latency"] == result["latency"] and merged["student_speedup"] == result["student_speedup"]

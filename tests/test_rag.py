@@ -51,13 +51,17 @@ def _assert_same(result: RagResult, other: RagResult, tol: float = 1e-4) -> None
         assert _close(share.log_posterior, other_share.log_posterior, tol)
 
 
-def _reference_greedy(gen: RagGenerator, request: RagRequest) -> tuple[list[int], float]:
-    """RAG-Token greedy decoding written out step by step: tokens (stop included) and log p(y|x)."""
+def _reference_greedy(gen: RagGenerator, request: RagRequest, trie: dict | None = None) -> tuple[list[int], float]:
+    """RAG-Token greedy decoding written out step by step, one pass per token, within a trie if one is
+    given: tokens (stop included) and log p(y|x)."""
     state = gen.scorer.start(request.question, request.facts)
     doc = torch.tensor(request.log_priors).log_softmax(-1)[None]  # (1, K)
     tokens, total = [], 0.0
     for _ in range(request.max_new_tokens):
         marginal = token_marginal(doc, state.logprobs[None])[0]  # (V,)
+        if trie is not None:
+            marginal = torch.full_like(marginal, -math.inf).index_copy(0, torch.tensor(trie[tuple(tokens)]),
+                                                                        marginal[trie[tuple(tokens)]])
         token = int(marginal.argmax())
         total += float(marginal[token])
         doc = update_doc_logprobs(doc, state.logprobs[None, :, token])
@@ -91,6 +95,21 @@ def test_greedy_follows_the_marginal_step_by_step(gen):
     [result] = gen.generate([REQUEST])
     assert result.token_ids == tokens
     assert _close(result.log_prob, log_prob)
+
+
+@pytest.mark.parametrize("allowed", [ALLOWED, ["Tom Hanks"]])
+def test_constrained_greedy_feeds_forced_tokens_together(gen, allowed, monkeypatch):
+    request = replace(REQUEST, constrain=True, allowed_answers=allowed, max_new_tokens=1)
+    trie = gen._trie(request)
+    tokens, log_prob = _reference_greedy(gen, replace(request, max_new_tokens=max(map(len, trie)) + 1), trie)
+    passes = []
+    monkeypatch.setattr(gen.scorer, "append", lambda state, feeds: passes.append(feeds) or type(gen.scorer).append(
+        gen.scorer, state, feeds))
+    [result] = gen.generate([request])
+    assert result.token_ids == tokens and _close(result.log_prob, log_prob)
+    assert len(passes) <= len(tokens) - 1  # one pass per token before the stop, at most
+    if len(allowed) == 1:  # nothing to choose but the stop: every token of the name goes in one pass
+        assert passes == [[tokens[:-1]] * len(FACTS)]
 
 
 def test_one_fact_is_the_plain_language_model(gen):
