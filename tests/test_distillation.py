@@ -123,10 +123,10 @@ def examples(data_run) -> list[Example]:
 
 
 def test_config_defaults_profile_file_and_overrides(tmp_path):
-    (tmp_path / "c.toml").write_text('seed = 3\n[student]\ndivergence = "jsd"\n[student.train]\nlr = 1\n')
+    (tmp_path / "c.toml").write_text('seed = 3\n[student]\ndivergence = "reverse"\n[student.train]\nlr = 1\n')
     config = load_config("gpu", tmp_path / "c.toml", ["student.train.lr=0.5", "eval.max_questions=10",
                                                       'eval.splits=["test"]', "data.kg_files=demo"])
-    assert (config.seed, config.student.divergence, config.student.train.lr) == (3, "jsd", 0.5)
+    assert (config.seed, config.student.divergence, config.student.train.lr) == (3, "reverse", 0.5)
     assert config.teacher.batch_size == 32 and config.eval.max_questions == 10 and config.eval.splits == ["test"]
     assert config.data.kg_files == ["demo"] and load_config().teacher.batch_size == 8
     for bad in (["nope=1"], ["teacher.nope=1"], ["teacher.steps=many"], ["student.divergence=l2"], ["teacher=1"]):
