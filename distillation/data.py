@@ -29,7 +29,7 @@ from retriever_service.state import RetrieverState
 from shared.facts import Triple, answer_candidates
 from shared.metrics import Metrics
 from shared.names import fold
-from shared.qa_data import metaqa_split
+from shared.qa_data import Question, metaqa_split
 
 log = logging.getLogger(__name__)
 DEMO_KG = "demo"  # in data.kg_files: the countries KG of retriever_service.demo_kg
@@ -57,6 +57,11 @@ class Example:
     def candidates(self) -> list[str]:
         """The entity names of the facts, the linked question entities left out unless nothing else is left."""
         return answer_candidates(self.facts, set(self.linked))
+
+    @classmethod
+    def of_metaqa(cls, question: Question, split: str) -> Example:
+        """A MetaQA 1-hop question of `split`, brackets stripped."""
+        return cls(question.stripped, list(question.answers), question.qtype, f"metaqa/1-hop/{split}")
 
     def gold_target(self) -> str | None:
         """The first fact entity (facts best first, object before subject) that folds to a gold answer."""
@@ -102,7 +107,7 @@ def dev_questions(cfg: DataConfig, seed: int, sources: list[str]) -> list[Exampl
     if len(questions) > cfg.max_metaqa_questions:
         keep = sorted(random.Random(f"{seed}:metaqa").sample(range(len(questions)), cfg.max_metaqa_questions))
         questions = [questions[i] for i in keep]
-    return [Example(q.stripped, list(q.answers), q.qtype, "metaqa/1-hop/dev") for q in questions]
+    return [Example.of_metaqa(q, "dev") for q in questions]
 
 
 def kg_questions(cfg: DataConfig, seed: int, sources: list[str]) -> list[Example]:

@@ -96,7 +96,7 @@ def _latency_examples(config: DistillConfig, retriever: Retriever) -> list[Examp
 
 
 def _retrieved(retriever: Retriever, questions: list[Question], split: str, config: DistillConfig) -> list[Example]:
-    examples = [Example(q.stripped, list(q.answers), q.qtype, f"metaqa/1-hop/{split}") for q in questions]
+    examples = [Example.of_metaqa(q, split) for q in questions]
     return retrieve(retriever, examples, config.data.top_k, config.data.retrieval_batch_size)
 
 

@@ -25,7 +25,7 @@ EXAMPLE = ("What is the capital of Italy?", "Italy capital Rome", "Rome")  # que
 ANSWER_CUE = "Answer:"  # ends every prompt; the answer follows after a space
 _QUESTION_SLOT = "\u241eQUESTION\u241e"  # marks where the question starts in the rendered template
 _FACT_SLOT = "\u241eFACT\u241e"  # marks where the fact goes
-_LOGPROB_POSITIONS = 512  # positions per chunk when scoring several appended tokens at once
+_LOGPROB_POSITIONS = 512  # positions per chunk when scoring given tokens (answers, forced tokens)
 
 
 @dataclass(frozen=True)
@@ -191,12 +191,7 @@ class FactScorer:
         rows = torch.arange(ids.shape[0], device=self.device)  # (R,)
         state.logprobs = self._logprobs(hidden[rows, lengths - 1])  # (R, V)
         real = torch.arange(1, ids.shape[1], device=self.device) < lengths[:, None]  # (R, T-1)
-        states, targets = hidden[:, :-1][real], ids[:, 1:][real]  # (M, D), (M,): real positions only
-        scores = torch.zeros(len(targets), device=self.device)  # (M,)
-        for i in range(0, len(targets), _LOGPROB_POSITIONS):  # chunks bound the (M, V) log-probs
-            chunk = slice(i, i + _LOGPROB_POSITIONS)
-            scores[chunk] = self._logprobs(states[chunk]).gather(-1, targets[chunk, None])[:, 0]
-        return torch.zeros(real.shape, device=self.device).masked_scatter(real, scores)  # (R, T-1)
+        return self._target_logprobs(hidden[:, :-1], ids[:, 1:], real)  # (R, T-1)
 
     @torch.inference_mode()
     def select_rows(self, state: DecodeState, index: torch.Tensor) -> DecodeState:
@@ -238,12 +233,11 @@ class FactScorer:
         if int(lengths.min()) == 0:
             raise ValueError("every continuation needs at least one token")
         picked = self.select_rows(state, rows)
-        logprobs = picked.logprobs[:, None]  # (M, 1, V): first token
+        mask = torch.arange(ids.shape[1], device=self.device) < lengths[:, None]  # (M, T)
+        token_lp = picked.logprobs.gather(-1, ids[:, :1])  # (M, 1): first token
         if ids.shape[1] > 1:
             hidden = self._extend(picked, ids[:, :-1], lengths - 1)  # (M, T-1, D)
-            logprobs = torch.cat([logprobs, self._logprobs(hidden)], dim=1)  # (M, T, V)
-        token_lp = logprobs.gather(-1, ids[..., None])[..., 0]  # (M, T)
-        mask = torch.arange(ids.shape[1], device=self.device) < lengths[:, None]  # (M, T)
+            token_lp = torch.cat([token_lp, self._target_logprobs(hidden, ids[:, 1:], mask[:, 1:])], dim=1)  # (M, T)
         return token_lp.masked_fill(~mask, 0.0), mask
 
     @torch.inference_mode()
@@ -284,6 +278,16 @@ class FactScorer:
         )
         state.next_positions = state.next_positions + lengths
         return out.last_hidden_state  # (R, T, D)
+
+    def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """log p(targets[r, t]) from the hidden state before it, hidden[r, t] (R, T, D), where real (R, T) is True;
+        0 elsewhere. Only real positions are projected, in chunks that bound the (positions, V) log-probs."""
+        states, wanted = hidden[real], targets[real]  # (N, D), (N,)
+        scores = torch.zeros(len(wanted), device=self.device)  # (N,)
+        for i in range(0, len(wanted), _LOGPROB_POSITIONS):
+            chunk = slice(i, i + _LOGPROB_POSITIONS)
+            scores[chunk] = self._logprobs(states[chunk]).gather(-1, wanted[chunk, None])[:, 0]
+        return torch.zeros(real.shape, device=self.device).masked_scatter(real, scores)  # (R, T)
 
     def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token log-probs (..., V), float32, from last hidden states (..., D). The output embedding
