@@ -17,6 +17,7 @@ import asyncio
 import json
 import math
 import random
+import re
 import time
 from pathlib import Path
 
@@ -79,6 +80,27 @@ def batched_vs_naive(generator: RagGenerator, requests: list[RagRequest]) -> dic
             "same_answer": f"{agree}/{len(requests)}", **{f"batched_{k}": v for k, v in percentiles(times["batched"]).items()}}
 
 
+def batch_scaling(generator: RagGenerator, requests: list[RagRequest]) -> dict:
+    """ms per question when the same requests run alone or 8 or 16 per batch: the whole answer, and
+    its prefill (one forward pass over the batch's questions and facts, timed on its own). Their
+    ratio is what batching can give at best; over HTTP the retriever round trip comes on top."""
+    out = {}
+    for size in (1, 8, 16):
+        prefill = total = 0.0
+        for i in range(0, len(requests), size):
+            chunk = requests[i : i + size]
+            start = time.perf_counter()
+            generator.scorer.start_batch([r.question for r in chunk], [r.facts for r in chunk])
+            prefill += time.perf_counter() - start
+            start = time.perf_counter()
+            generator.generate(chunk)
+            total += time.perf_counter() - start
+        out[f"batch {size}"] = {"ms_per_question": round(1000 * total / len(requests), 1),
+                                "prefill_ms_per_question": round(1000 * prefill / len(requests), 1)}
+    out["ratio_8_1"] = round(out["batch 1"]["ms_per_question"] / out["batch 8"]["ms_per_question"], 2)
+    return out
+
+
 def in_process(args, questions: list[Question], parts: set[str]) -> dict:
     state = RetrieverState(settings=RetrieverSettings(data_dir=args.data_dir, collection="metaqa"),
                            encoder=Encoder.load(), metrics=Metrics("bench"))
@@ -94,12 +116,22 @@ def in_process(args, questions: list[Question], parts: set[str]) -> dict:
         requests = requests_for(state, questions[: args.latency_n], 5, "token")
         out["batched_vs_naive_k5"] = {generator.name: batched_vs_naive(generator, requests)}
         print(out["batched_vs_naive_k5"], flush=True)
+        out["batch_scaling_k5"] = {generator.name: batch_scaling(generator, requests[:48])}
+        print(out["batch_scaling_k5"], flush=True)
     state.close()
     return out
 
 
+def _batches_run(url: str) -> float:
+    """How many answer batches the generator has run (its generation histogram's count)."""
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    return float(re.search(r"^generator_generation_duration_seconds_count\S* (\S+)$", metrics, re.M).group(1))
+
+
 async def _load(url: str, questions: list[str], concurrency: int) -> dict:
-    """`len(questions)` POST /v1/answer calls, `concurrency` at a time; answers per second and latency."""
+    """`len(questions)` POST /v1/answer calls, `concurrency` at a time; answers per second, latency and
+    the mean number of questions per model batch."""
+    batches = _batches_run(url)
     limit = asyncio.Semaphore(concurrency)
     samples, errors = [], 0
 
@@ -115,7 +147,8 @@ async def _load(url: str, questions: list[str], concurrency: int) -> dict:
         start = time.perf_counter()
         await asyncio.gather(*(one(client, q) for q in questions))
         seconds = time.perf_counter() - start
-    return {"answers_per_s": round(len(questions) / seconds, 2), "errors": errors, **percentiles(samples)}
+    return {"answers_per_s": round(len(questions) / seconds, 2), "errors": errors, **percentiles(samples),
+            "mean_batch": round(len(questions) / (_batches_run(url) - batches), 2)}
 
 
 def over_http(args, questions: list[Question]) -> dict:
@@ -165,8 +198,9 @@ def main() -> None:
         args.model = str(teacher_gguf_path())
     if parts & {"hits", "speed"}:
         measured, stored = in_process(args, questions, parts), result.setdefault("in_process", {})
-        if "batched_vs_naive_k5" in measured:  # kept per model
-            stored.setdefault("batched_vs_naive_k5", {}).update(measured.pop("batched_vs_naive_k5"))
+        for key in ("batched_vs_naive_k5", "batch_scaling_k5"):  # kept per model
+            if key in measured:
+                stored.setdefault(key, {}).update(measured.pop(key))
         stored.update(measured)
     if "http" in parts:
         served = over_http(args, questions)

@@ -1,8 +1,11 @@
 """Dynamic batching: requests that arrive together go through the model together.
 
-A bounded asyncio queue feeds one worker task. The worker takes what is waiting (after at most
-`wait_s` for more to arrive), up to `max_items` requests and `max_rows` decoding rows, runs the
-batch function on the model's single thread, and resolves each request's future. A full queue
+A bounded asyncio queue feeds one worker task. The worker takes what is waiting, up to `max_items`
+requests and `max_rows` decoding rows, runs the batch function on the model's single thread, and
+resolves each request's future. Requests announce themselves while they are still being
+retrieved (`arriving`); the worker waits for those (at most `wait_s`) before it starts a batch, and
+starts at once when none is on its way. A fixed window would either delay a lone request or split
+concurrent ones whose retrieval finished a few ms apart into small batches. A full queue
 is refused at once (429); a request that is cancelled or times out is skipped or its result
 dropped, and a failing batch fails only its own requests. `close()` stops accepting, drains
 what is queued, then ends the worker.
@@ -13,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -48,12 +52,25 @@ class Batcher(Generic[T, R]):
         self._max_items, self._max_rows, self._wait_s = max_items, max_rows, wait_s
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self._carry: _Job | object | None = None  # taken from the queue but left for the next batch
+        self._arriving = 0  # items inside an `arriving` block
+        self._changed = asyncio.Event()  # set when items are queued or leave an `arriving` block
         self._closed = False
         self._worker: asyncio.Task | None = None
 
     @property
     def pending(self) -> int:
         return self._queue.qsize() + (self._carry is not None)
+
+    @asynccontextmanager
+    async def arriving(self, count: int = 1) -> AsyncIterator[None]:
+        """Announce `count` items to be queued as soon as this block ends (it wraps their retrieval),
+        so that a batch starting meanwhile waits for them."""
+        self._arriving += count
+        try:
+            yield
+        finally:
+            self._arriving -= count
+            self._changed.set()
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._work(), name="batch-worker")
@@ -70,6 +87,7 @@ class Batcher(Generic[T, R]):
         jobs = [_Job(item, self._rows_of(item), loop.create_future()) for item in items]
         for job in jobs:
             self._queue.put_nowait(job)
+        self._changed.set()
         try:
             return await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), timeout_s)
         except TimeoutError as exc:  # wait_for has cancelled the futures: the worker will skip them
@@ -92,8 +110,7 @@ class Batcher(Generic[T, R]):
         self._carry = None
         if first is _STOP:
             return None
-        if self._queue.qsize() + 1 < self._max_items:
-            await asyncio.sleep(self._wait_s)
+        await self._await_arrivals()
         batch, rows = [first], first.rows
         while len(batch) < self._max_items and not self._queue.empty():
             job = self._queue.get_nowait()
@@ -103,6 +120,17 @@ class Batcher(Generic[T, R]):
             batch.append(job)
             rows += job.rows
         return [job for job in batch if not job.future.done()]
+
+    async def _await_arrivals(self) -> None:
+        """Wait (at most wait_s) while announced items are on their way and the queue could take more."""
+        deadline = asyncio.get_running_loop().time() + self._wait_s
+        while self._arriving and self._queue.qsize() + 1 < self._max_items:
+            self._changed.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._changed.wait()
+            except TimeoutError:
+                return
 
     async def _run(self, batch: list[_Job]) -> None:
         start = time.perf_counter()

@@ -42,7 +42,8 @@ class GeneratorSettings(BaseSettings):
     queue_size: int = Field(64, ge=1, description="questions waiting for the model; more are refused with 429")
     batch_size: int = Field(16, ge=1, description="most questions the worker runs through the model together")
     max_batch_rows: int = Field(256, ge=1, description="most decoding rows (facts x beams, summed) in one batch")
-    batch_wait_ms: float = Field(5.0, ge=0, description="how long the worker waits for more questions to batch")
+    batch_wait_ms: float = Field(100.0, ge=0, description="longest wait of a batch for questions still being retrieved "
+                                 "(none on their way: it starts at once)")
     answer_timeout_s: float = Field(120.0, gt=0, description="longest wait for a queued question's answer (504)")
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_in_flight: int = Field(128, ge=1, description="most requests served at once; more are refused with 429")
