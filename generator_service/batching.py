@@ -3,8 +3,8 @@
 A bounded asyncio queue feeds one worker task. The worker takes what is waiting, up to `max_items`
 requests and `max_rows` decoding rows, runs the batch function on the model's single thread, and
 resolves each request's future. Requests announce themselves while they are still being
-retrieved (`arriving`); the worker waits for those (at most `wait_s`) before it starts a batch, and
-starts at once when none is on its way. A fixed window would either delay a lone request or split
+retrieved (`arriving`); the worker waits for those that would fit in the batch (at most `wait_s`)
+before it starts it, and starts at once when none is on its way. A fixed window would either delay a lone request or split
 concurrent ones whose retrieval finished a few ms apart into small batches. A full queue
 is refused at once (429); a request that is cancelled or times out is skipped or its result
 dropped, and a failing batch fails only its own requests. `close()` stops accepting, drains
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from concurrent.futures import Executor
@@ -52,7 +53,8 @@ class Batcher(Generic[T, R]):
         self._max_items, self._max_rows, self._wait_s = max_items, max_rows, wait_s
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self._carry: _Job | object | None = None  # taken from the queue but left for the next batch
-        self._arriving = 0  # items inside an `arriving` block
+        self._arriving: Counter[int] = Counter()  # rows -> items of that many rows inside an `arriving` block
+        self._queued_rows = 0  # rows of the jobs in the queue
         self._changed = asyncio.Event()  # set when items are queued or leave an `arriving` block
         self._closed = False
         self._worker: asyncio.Task | None = None
@@ -62,14 +64,14 @@ class Batcher(Generic[T, R]):
         return self._queue.qsize() + (self._carry is not None)
 
     @asynccontextmanager
-    async def arriving(self, count: int = 1) -> AsyncIterator[None]:
-        """Announce `count` items to be queued as soon as this block ends (it wraps their retrieval),
-        so that a batch starting meanwhile waits for them."""
-        self._arriving += count
+    async def arriving(self, count: int = 1, rows: int = 1) -> AsyncIterator[None]:
+        """Announce `count` items of at most `rows` rows each, to be queued as soon as this block ends (it
+        wraps their retrieval), so that a batch starting meanwhile waits for them if they fit in it."""
+        self._arriving[rows] += count
         try:
             yield
         finally:
-            self._arriving -= count
+            self._arriving[rows] -= count
             self._changed.set()
 
     def start(self) -> None:
@@ -87,6 +89,7 @@ class Batcher(Generic[T, R]):
         jobs = [_Job(item, self._rows_of(item), loop.create_future()) for item in items]
         for job in jobs:
             self._queue.put_nowait(job)
+        self._queued_rows += sum(job.rows for job in jobs)
         self._changed.set()
         try:
             return await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), timeout_s)
@@ -106,14 +109,14 @@ class Batcher(Generic[T, R]):
 
     async def _collect(self) -> list[_Job] | None:
         """The next batch (possibly empty, when all were cancelled), or None after close()."""
-        first = self._carry if self._carry is not None else await self._queue.get()
+        first = self._carry if self._carry is not None else self._taken(await self._queue.get())
         self._carry = None
         if first is _STOP:
             return None
-        await self._await_arrivals()
+        await self._await_arrivals(first.rows)
         batch, rows = [first], first.rows
         while len(batch) < self._max_items and not self._queue.empty():
-            job = self._queue.get_nowait()
+            job = self._taken(self._queue.get_nowait())
             if job is _STOP or rows + job.rows > self._max_rows:
                 self._carry = job
                 break
@@ -121,16 +124,26 @@ class Batcher(Generic[T, R]):
             rows += job.rows
         return [job for job in batch if not job.future.done()]
 
-    async def _await_arrivals(self) -> None:
-        """Wait (at most wait_s) while announced items are on their way and the queue could take more."""
+    def _taken(self, job: _Job | object) -> _Job | object:
+        """A job just taken from the queue (or _STOP), its rows no longer counted as queued."""
+        self._queued_rows -= job.rows if isinstance(job, _Job) else 0
+        return job
+
+    async def _await_arrivals(self, first_rows: int) -> None:
+        """Wait (at most wait_s) while an announced item that would fit in the batch is on its way,
+        beside the first job (first_rows) and all queued ones."""
         deadline = asyncio.get_running_loop().time() + self._wait_s
-        while self._arriving and self._queue.qsize() + 1 < self._max_items:
+        while self._queue.qsize() + 1 < self._max_items and self._arrival_fits(self._max_rows - first_rows):
             self._changed.clear()
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._changed.wait()
             except TimeoutError:
                 return
+
+    def _arrival_fits(self, free_rows: int) -> bool:
+        room = free_rows - self._queued_rows
+        return any(count > 0 and rows <= room for rows, count in self._arriving.items())
 
     async def _run(self, batch: list[_Job]) -> None:
         start = time.perf_counter()

@@ -29,7 +29,7 @@ async def answer(body: AnswerRequest, state: State, generator: Generator, reques
     start = time.perf_counter()
     check_text("question", body.question, state.settings.max_question_chars)
     k, max_new_tokens = check_options(state.settings, body)
-    async with state.answers.arriving():
+    async with state.answers.arriving(rows=k * body.num_beams):
         found = await state.retriever.search(body.question, k, request_id)
     [response] = await _answer_all(state, generator.name, body, [found], max_new_tokens, start)
     return response
@@ -42,7 +42,7 @@ async def answer_batch(body: BatchAnswerRequest, state: State, generator: Genera
     start = time.perf_counter()
     check_batch(state.settings, body.questions)
     k, max_new_tokens = check_options(state.settings, body)
-    async with state.answers.arriving(len(body.questions)):
+    async with state.answers.arriving(len(body.questions), rows=k * body.num_beams):
         found = await state.retriever.search_batch(body.questions, k, request_id)
     return BatchAnswerResponse(
         results=await _answer_all(state, generator.name, body, found.results, max_new_tokens, start))
@@ -54,8 +54,9 @@ async def score(body: ScoreRequest, state: State, generator: Generator, request_
     start = time.perf_counter()
     check_text("question", body.question, state.settings.max_question_chars)
     check_text("answer", body.answer, state.settings.max_answer_chars)
-    async with state.scores.arriving():
-        found = await state.retriever.search(body.question, check_k(state.settings, body.k), request_id)
+    k = check_k(state.settings, body.k)
+    async with state.scores.arriving(rows=k):
+        found = await state.retriever.search(body.question, k, request_id)
     retrieve_ms = _ms_since(start)
     common = dict(question=body.question, answer=body.answer, model=generator.name, linked=found.linked)
     if not found.facts:
