@@ -3,8 +3,8 @@
 A bounded asyncio queue feeds one worker task. The worker takes what is waiting, up to `max_items`
 requests and `max_rows` decoding rows, runs the batch function on the model's single thread, and
 resolves each request's future. Requests announce themselves while they are still being
-retrieved (`arriving`); the worker waits for those that would fit in the batch (at most `wait_s`)
-before it starts it, and starts at once when none is on its way. A fixed window would either delay a lone request or split
+retrieved (`arriving`); a batch waits (at most `wait_s`) for those that would fit in it, and starts
+at once when none is on its way. A fixed window would either delay a lone request or split
 concurrent ones whose retrieval finished a few ms apart into small batches. A full queue
 is refused at once (429); a request that is cancelled or times out is skipped or its result
 dropped, and a failing batch fails only its own requests. `close()` stops accepting, drains
