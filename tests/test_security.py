@@ -68,12 +68,16 @@ def test_generator_passes_its_retriever_key(tmp_path, encoder):
                 assert got.status_code == status, got.text
 
 
-def test_env_example_lists_every_setting():
+def test_env_example_lists_every_setting_with_its_default():
+    import re
     from pathlib import Path
 
     from generator_service.settings import GeneratorSettings
 
     text = Path(__file__).parents[1].joinpath(".env.example").read_text()
+    values = dict(re.findall(r"^(KGRAG_\w+)=(.*)$", text, re.M))  # the lines not commented out
     for cls, prefix in ((RetrieverSettings, "KGRAG_RETRIEVER_"), (GeneratorSettings, "KGRAG_GENERATOR_")):
-        for name in cls.model_fields:
-            assert f"{prefix}{name.upper()}=" in text, name
+        for name, field in cls.model_fields.items():
+            key = f"{prefix}{name.upper()}"
+            assert f"{key}=" in text, name
+            assert key not in values or values[key] == str(field.default), key
