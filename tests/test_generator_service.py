@@ -135,9 +135,9 @@ def test_answer(client, retriever, mode):
     assert isinstance(body["answer"], str) and isinstance(body["complete"], bool) and body["note"] is None
     assert [f["text"] for f in body["facts"]] == ["France capital Paris", "France borders Spain"]
     assert body["linked"][0]["names"] == ["France"]
-    # the retriever's prior, passed on. Not to 1e-9: torch's thread count is per OS thread (OpenMP) and is taken
-    # from the process default when a thread starts; run alone, this module's retriever threads start before the
-    # generator app sets 1 thread, the generator's after, and the same search comes back 1.7e-6 apart (relative)
+    # the retriever's prior, passed on. Not to 1e-9: torch's thread count is per OS thread (OpenMP), taken from
+    # the process default when a thread first uses it; run alone, this module's retriever threads do so before
+    # the generator app sets 1 thread, the generator's after, and the same search comes back 1.7e-6 apart
     assert [f["prior"] for f in body["facts"]] == pytest.approx([f["prior"] for f in found], rel=1e-5)
     _assert_marginal(body)
     timings = body["timings"]
