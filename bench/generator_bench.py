@@ -122,16 +122,15 @@ def in_process(args, questions: list[Question], parts: set[str]) -> dict:
     return out
 
 
-def _batches_run(url: str) -> float:
+async def _batches_run(client: httpx.AsyncClient) -> float:
     """How many answer batches the generator has run (its generation histogram's count)."""
-    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    metrics = (await client.get("/metrics")).text
     return float(re.search(r"^generator_generation_duration_seconds_count\S* (\S+)$", metrics, re.M).group(1))
 
 
 async def _load(url: str, questions: list[str], concurrency: int) -> dict:
     """`len(questions)` POST /v1/answer calls, `concurrency` at a time; answers per second, latency and
     the mean number of questions per model batch."""
-    batches = _batches_run(url)
     limit = asyncio.Semaphore(concurrency)
     samples, errors = [], 0
 
@@ -144,11 +143,13 @@ async def _load(url: str, questions: list[str], concurrency: int) -> dict:
             errors += r.status_code != 200
 
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        batches = await _batches_run(client)
         start = time.perf_counter()
         await asyncio.gather(*(one(client, q) for q in questions))
         seconds = time.perf_counter() - start
+        batches = await _batches_run(client) - batches
     return {"answers_per_s": round(len(questions) / seconds, 2), "errors": errors, **percentiles(samples),
-            "mean_batch": round(len(questions) / (_batches_run(url) - batches), 2)}
+            "mean_batch": round(len(questions) / batches, 2)}
 
 
 def over_http(args, questions: list[Question]) -> dict:
