@@ -143,7 +143,8 @@ def main() -> None:
     prior.save(settings.relation_prior_path)
     state.relations = prior
     result["relation_prior"] = {"fit_seconds": round(time.perf_counter() - start, 1), "chosen_on_dev": report.chosen,
-                                "dev_questions_labelled": report.labelled}
+                                "dev_questions_labelled": report.labelled,
+                                "held_out_key_accuracy": round(report.held_out_key_accuracy, 4)}
     print(json.dumps(result["relation_prior"]), flush=True)
     result["recall_test"] = recall_table(state, test)
     print(json.dumps(result["recall_test"]), flush=True)

@@ -6,14 +6,13 @@ with dotted keys (`--set teacher.lr=3e-5`, `--set eval.splits='["test"]'`). The 
 saved as JSON in the run directory, beside every checkpoint and in every output model directory.
 
 The defaults are the `cpu` profile, sized for a 2-core CPU with AMX bf16. Its measured run on such
-a machine (two 1-thread jobs side by side most of the time, e.g. an evaluation beside a training
-job): data 27 s; teacher 150 steps 49 min (19.7 s per optimizer step of 2 x 8 questions x 5
-facts); student 250 steps 38 min (9.2 s per step, the frozen teacher's forward pass included);
-accuracy on all 9,947 test and 1,000 dev questions 31 min (base), 25 min (teacher), 4 min
-(student), one thread each; the timed pass 2 min. Wall clock 1 h 37 min. The parts add up to
-2 h 30 min, so `all` (one step after the other) is at the edge of a 2.5 h budget (at two
-threads alone it was not timed); scoring the base model beside the teacher's training
-(`evaluate --set 'eval.models=["base"]' --set 'eval.measure=["accuracy"]'`) is what saved time.
+a machine (2026-12-02; two 1-thread jobs side by side, an evaluation beside each training job):
+data 27 s; teacher 150 steps 34 min (13.6 s per optimizer step of 2 x 8 questions x 5 facts);
+student 250 steps 34 min (8.2 s per step, the frozen teacher's forward pass included); accuracy
+on all 9,947 test and 1,000 dev questions 21 min (base), 20 min (teacher), 3.5 min (student, 2
+threads); the timed pass 1.5 min. Wall clock 1 h 21 min; the parts add up to about 2 h, inside a
+2.5 h budget even one after the other. Scoring the base model beside the teacher's training
+(`evaluate --set 'eval.models=["base"]' --set 'eval.measure=["accuracy"]'`) is what saves time.
 """
 
 from __future__ import annotations

@@ -99,3 +99,18 @@ class EntityIndex:
                 chosen.append((i, j))
                 taken.update(range(i, j))
         return chosen
+
+
+MASK = "X"  # stands for the linked entity in the text the relation prior reads
+
+
+def mask_mention(question: str, linked: list[LinkedEntity]) -> str:
+    """The question's folded words with its best-linked mention replaced by MASK ("who directed X"),
+    so that the entity's name, which dominates a sentence vector, does not decide the relation."""
+    tokens = fold_tokens(question)
+    if linked:
+        mention = linked[0].mention.split()
+        for i in range(len(tokens) - len(mention) + 1):
+            if tokens[i : i + len(mention)] == mention:
+                return " ".join([*tokens[:i], MASK, *tokens[i + len(mention) :]])
+    return " ".join(tokens)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retriever_service.encoder import Encoder
-from retriever_service.entity_linking import EntityIndex, LinkedEntity
+from retriever_service.entity_linking import EntityIndex, LinkedEntity, mask_mention
 from retriever_service.relation_prior import RelationPrior, relation_key
 from retriever_service.store import FactStore, StoredHit
 
@@ -68,15 +68,15 @@ class Retriever:
     def search(self, queries: list[str], k: int, *, link: bool = True) -> list[SearchResult]:
         """Top-k facts for each query; `link=False` is plain dense search over all facts."""
         links = [self.entities.link(q) if link else [] for q in queries]
-        start = time.perf_counter()
-        vectors = self.encoder.encode([_BRACKETS.sub("", q) for q in queries])  # (Q, H)
-        self.observe("embed", time.perf_counter() - start)
         filters = [sorted({name for e in linked for name in e.names}) or None for linked in links]
         rerank = self.relations is not None and any(filters)
         start = time.perf_counter()
+        vectors = self.encoder.encode([_BRACKETS.sub("", q) for q in queries])  # (Q, H)
+        log_probs = self.relations.log_probs(self.relation_vectors(queries, links)) if rerank else None  # (Q, R)
+        self.observe("embed", time.perf_counter() - start)
+        start = time.perf_counter()
         hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k, filters)
         self.observe("search", time.perf_counter() - start)
-        log_probs = self.relations.log_probs(vectors) if rerank else None  # (Q, R)
         results = []
         for i, (query, found, names) in enumerate(zip(queries, hits, filters)):
             scores = [h.score for h in found]
@@ -86,6 +86,11 @@ class Retriever:
             order = np.argsort(-np.asarray(scores), kind="stable")[:k]
             results.append(SearchResult(query, self._facts([found[j] for j in order], [scores[j] for j in order]), links[i]))
         return results
+
+    def relation_vectors(self, queries: list[str], links: list[list[LinkedEntity]] | None = None) -> np.ndarray:
+        """What the relation prior reads: the vectors (Q, H) of the questions with their linked mention masked."""
+        links = [self.entities.link(q) for q in queries] if links is None else links
+        return self.encoder.encode([mask_mention(q, linked) for q, linked in zip(queries, links)])
 
     def _facts(self, hits: list[StoredHit], scores: list[float]) -> list[RetrievedFact]:
         priors = softmax_prior(scores, self.tau)

@@ -4,6 +4,9 @@ import pytest
 
 from retriever_service import ingest_cli
 from retriever_service.demo_kg import demo_triples, write_demo_kg
+from retriever_service.settings import RetrieverSettings
+from retriever_service.state import RetrieverState
+from shared.metrics import Metrics
 from shared.facts import Triple
 from tests.conftest import FIXTURES
 
@@ -49,3 +52,33 @@ def test_demo_kg_covers_the_countries(tmp_path):
     assert {t.relation for t in triples} >= {"capital", "region", "subregion", "borders", "currency",
                                               "official language", "population", "area", "demonym"}
     assert write_demo_kg(tmp_path / "demo.jsonl") == len(triples)
+
+
+def test_fit_relations_learns_which_relation_a_question_asks_for(tmp_path, capsys, encoder):
+    run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"))
+    questions = [("who directed [Forrest Gump]", ["Robert Zemeckis"]), ("who is the director of [Big]", ["Penny Marshall"]),
+                 ("who directed [Up]", ["Pete Docter"]), ("who directed [Her]", ["Spike Jonze"]),
+                 ("the film [Amélie] was directed by who", ["Jean-Pierre Jeunet"]),
+                 ("who starred in [Forrest Gump]", ["Tom Hanks"]), ("who acted in [Big]", ["Tom Hanks"]),
+                 ("the movie [Forrest Gump] starred who", ["Tom Hanks"]), ("who appears in [Forrest Gump]", ["Tom Hanks"]),
+                 ("who is in [Forrest Gump]", ["Tom Hanks"]),
+                 ("which movies did [Tom Hanks] star in", ["Forrest Gump", "Cast Away", "Big"]),
+                 ("what films did [Robert Zemeckis] direct", ["Forrest Gump", "Cast Away"]),
+                 ("what did [Penny Marshall] direct", ["Big"]), ("when was [Forrest Gump] released", ["1994"]),
+                 ("what language is [Amélie] in", ["French"])]
+    path = tmp_path / "questions.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answers": a}) + "\n" for q, a in questions))
+    report = run(capsys, "--data-dir", str(tmp_path), "fit-relations", str(path))
+    assert report["labelled"] == len(questions) and 0.0 <= report["held_out_key_accuracy"] <= 1.0
+    assert {"directed_by", "directed_by^-1", "starred_actors", "starred_actors^-1"} <= set(report["keys"])
+    state = RetrieverState(settings=RetrieverSettings(data_dir=tmp_path), encoder=encoder, metrics=Metrics("test"))
+    try:
+        # by cosine alone the second and third are answered with "Cast Away directed by Robert Zemeckis"
+        asked = ["who directed cast away?", "who appears in cast away?", "who is in cast away?",
+                 "what did robert zemeckis direct?"]
+        top = [r.facts[0] for r in state.retriever().search(asked, 3)]
+    finally:
+        state.close()
+    assert [(f.subject, f.relation, f.object) for f in top[:3]] == [
+        ("Cast Away", "directed_by", "Robert Zemeckis"), *[("Cast Away", "starred_actors", "Tom Hanks")] * 2]
+    assert (top[3].relation, top[3].object) == ("directed_by", "Robert Zemeckis")  # either of his two films
