@@ -25,6 +25,7 @@ _COMMON_WORDS = frozenset(
     some any all one ones same also other than then so if not no yes many much more most""".split()
 )
 MAX_MENTION_TOKENS = 16
+MASK = "X"  # stands for the linked entity in the text the relation prior reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +100,6 @@ class EntityIndex:
                 chosen.append((i, j))
                 taken.update(range(i, j))
         return chosen
-
-
-MASK = "X"  # stands for the linked entity in the text the relation prior reads
 
 
 def mask_mention(question: str, linked: list[LinkedEntity]) -> str:

@@ -51,7 +51,7 @@ class RelationPrior:
     @classmethod
     def fit(cls, vectors: np.ndarray, labels: list[set[str]], **params: float) -> "RelationPrior":
         """Softmax regression of the keys on masked question vectors (N, H); a question with several keys
-        spreads its target evenly over them. Full-batch L-BFGS with a small L2 penalty, deterministic."""
+        spreads its target evenly over them. Full-batch L-BFGS from zeros with a small L2 penalty (no random start)."""
         keys = sorted({k for ks in labels for k in ks})
         column = {k: i for i, k in enumerate(keys)}
         target = torch.zeros(len(labels), len(keys))  # (N, R)
