@@ -12,6 +12,7 @@ then appended one step at a time (RAG decoding, beams included) or all at once (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple, Sequence
@@ -50,7 +51,10 @@ class DecodeState:
     cache: DynamicCache  # keys/values (R, heads, L, head_dim) per layer
     attention_mask: torch.Tensor  # (R, L) 1 = real token
     next_positions: torch.Tensor  # (R,) position id of the next appended token
-    logprobs: torch.Tensor  # (R, V) float32 log p(next token | row)
+    hidden: torch.Tensor  # (R, D) the last hidden state of each row, which the next token is predicted from
+
+
+Choices = Sequence[Sequence[int]]  # per row (or scored position): the token ids a distribution is renormalised over
 
 
 class AnswerScores(NamedTuple):
@@ -121,14 +125,13 @@ class FactScorer:
             cache=DynamicCache(config=self.model.config),
             attention_mask=torch.zeros(1, 0, dtype=torch.long, device=self.device),  # (1, 0)
             next_positions=torch.zeros(1, dtype=torch.long, device=self.device),  # (1,)
-            logprobs=torch.empty(0),
+            hidden=torch.empty(0),
         )
-        hidden = self._extend(state, head, torch.tensor([head.shape[1]], device=self.device))  # (1, H, D)
-        state.logprobs = self._logprobs(hidden[:, -1])  # (1, V)
+        state.hidden = self._extend(state, head, torch.tensor([head.shape[1]], device=self.device))[:, -1]  # (1, D)
         return state
 
     def start(self, question: str, facts: Sequence[str]) -> DecodeState:
-        """One question's K rows (fact k in row k); state.logprobs is (K, V) for answer token 1."""
+        """One question's K rows (fact k in row k), ready for answer token 1."""
         return self.start_batch([question], [facts])
 
     @torch.inference_mode()
@@ -169,29 +172,40 @@ class FactScorer:
             cache=DynamicCache(layers, config=self.model.config),
             attention_mask=torch.cat([ones, packed.real.long()], dim=1),  # (R, H + L)
             next_positions=head_length + packed.lengths,  # (R,)
-            logprobs=self._logprobs(hidden[packed.question_of, packed.last]),  # (R, V)
+            hidden=hidden[packed.question_of, packed.last],  # (R, D)
         )
+
+    @torch.inference_mode()
+    def logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token log-probs over the whole vocabulary (..., V), float32, from hidden states (..., D). The
+        output embedding alone, as in Llama / SmolLM2: a model that scales or soft-caps its logits would need
+        that here (and in choice_logprobs)."""
+        return self.model.get_output_embeddings()(hidden).float().log_softmax(-1)  # (..., V)
+
+    @torch.inference_mode()
+    def choice_logprobs(self, hidden: torch.Tensor, choices: Choices) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p(choices[r][c] | row r) renormalised over row r's choices, from hidden states (R, D): (R, C),
+        -inf where a row has fewer than C; and the token ids of the columns (R, C), padded with id 0.
+        Only the chosen tokens' rows of the output embedding are used."""
+        ids, lengths = _right_pad(choices, self.device)  # (R, C), (R,)
+        weight = self.model.get_output_embeddings().weight[ids]  # (R, C, D)
+        logits = torch.einsum("rd,rcd->rc", hidden, weight).float()  # (R, C)
+        valid = torch.arange(ids.shape[1], device=self.device) < lengths[:, None]  # (R, C)
+        return logits.masked_fill(~valid, -math.inf).log_softmax(-1), ids
 
     @torch.inference_mode()
     def step(self, state: DecodeState, token_ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
         """Append token_ids[r] to row r (in place) and return the next-token log-probs (R, V)."""
         self.append(state, [[int(token)] for token in torch.as_tensor(token_ids).view(-1).tolist()])
-        return state.logprobs
+        return self.logprobs(state.hidden)
 
     @torch.inference_mode()
-    def append(self, state: DecodeState, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Append sequences[r] (one token or more) to row r, in place, in one forward pass.
-
-        state.logprobs becomes the next-token log-probs after each row's last token (R, V). Returns
-        log p(sequences[r][j] | row r, sequences[r][:j]) for j >= 1 as (R, T-1), 0 where padded:
-        the scores of tokens appended before their log-probs were known (forced by a trie).
-        """
+    def append(self, state: DecodeState, sequences: Sequence[Sequence[int]]) -> None:
+        """Append sequences[r] (one token or more) to row r, in place, in one forward pass; state.hidden
+        becomes each row's hidden state after its last token."""
         ids, lengths = _right_pad(sequences, self.device)  # (R, T), (R,)
         hidden = self._extend(state, ids, lengths)  # (R, T, D)
-        rows = torch.arange(ids.shape[0], device=self.device)  # (R,)
-        state.logprobs = self._logprobs(hidden[rows, lengths - 1])  # (R, V)
-        real = torch.arange(1, ids.shape[1], device=self.device) < lengths[:, None]  # (R, T-1)
-        return self._target_logprobs(hidden[:, :-1], ids[:, 1:], real)  # (R, T-1)
+        state.hidden = hidden[torch.arange(ids.shape[0], device=self.device), lengths - 1]  # (R, D)
 
     @torch.inference_mode()
     def select_rows(self, state: DecodeState, index: torch.Tensor) -> DecodeState:
@@ -207,25 +221,30 @@ class FactScorer:
             cache=DynamicCache(layers, config=self.model.config),
             attention_mask=state.attention_mask.index_select(0, index),
             next_positions=state.next_positions.index_select(0, index),
-            logprobs=state.logprobs.index_select(0, index),
+            hidden=state.hidden.index_select(0, index),
         )
 
     @torch.inference_mode()
     def score_answers(
-        self, question: str, facts: Sequence[str], answer_token_ids: Sequence[Sequence[int]]
+        self, question: str, facts: Sequence[str], answer_token_ids: Sequence[Sequence[int]],
+        choices: Sequence[Choices] | None = None,
     ) -> AnswerScores:
-        """log p(y_t | question, fact k, y_<t) for every fact k and candidate answer n, in one batch of K*N rows."""
+        """log p(y_t | question, fact k, y_<t) for every fact k and candidate answer n, in one batch of K*N rows;
+        renormalised over choices[n][t] at answer n's token t when choices are given."""
         state = self.start(question, facts)
         k, n = len(facts), len(answer_token_ids)
         rows = torch.arange(k).repeat_interleave(n)  # (K*N,) row k*N + n
-        token_lp, mask = self.continuation_logprobs(state, rows, list(answer_token_ids) * k)  # (K*N, T) each
+        per_row = None if choices is None else list(choices) * k
+        token_lp, mask = self.continuation_logprobs(state, rows, list(answer_token_ids) * k, per_row)  # (K*N, T)
         return AnswerScores(token_lp.view(k, n, -1), mask[:n])
 
     @torch.inference_mode()
     def continuation_logprobs(
-        self, state: DecodeState, rows: torch.Tensor, continuations: Sequence[Sequence[int]]
+        self, state: DecodeState, rows: torch.Tensor, continuations: Sequence[Sequence[int]],
+        choices: Sequence[Choices] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """log p(c_t | row rows[m]'s tokens, c_<t) of continuation m after row rows[m] of state (left as is).
+        """log p(c_t | row rows[m]'s tokens, c_<t) of continuation m after row rows[m] of state (left as is),
+        over the whole vocabulary, or renormalised over choices[m][t] (one list per token of c) when given.
 
         Returns the token log-probs (M, T), 0 where padded, and the mask (M, T), True for real tokens.
         """
@@ -234,15 +253,16 @@ class FactScorer:
             raise ValueError("every continuation needs at least one token")
         picked = self.select_rows(state, rows)
         mask = torch.arange(ids.shape[1], device=self.device) < lengths[:, None]  # (M, T)
-        token_lp = picked.logprobs.gather(-1, ids[:, :1])  # (M, 1): first token
+        hidden = picked.hidden[:, None]  # (M, 1, D): predicts the first token
         if ids.shape[1] > 1:
-            hidden = self._extend(picked, ids[:, :-1], lengths - 1)  # (M, T-1, D)
-            token_lp = torch.cat([token_lp, self._target_logprobs(hidden, ids[:, 1:], mask[:, 1:])], dim=1)  # (M, T)
-        return token_lp.masked_fill(~mask, 0.0), mask
+            hidden = torch.cat([hidden, self._extend(picked, ids[:, :-1], lengths - 1)], dim=1)  # (M, T, D)
+        flat = None if choices is None else [c for per_continuation in choices for c in per_continuation]
+        return self._target_logprobs(hidden, ids, mask, flat), mask
 
     @torch.inference_mode()
     def score_answers_naive(
-        self, question: str, facts: Sequence[str], answer_token_ids: Sequence[Sequence[int]]
+        self, question: str, facts: Sequence[str], answer_token_ids: Sequence[Sequence[int]],
+        choices: Sequence[Choices] | None = None,
     ) -> AnswerScores:
         """Reference for score_answers: one full forward (batch 1, no cache sharing) per (fact, answer)."""
         prompt = self.build_prompt(question, facts)
@@ -253,17 +273,22 @@ class FactScorer:
             context = prompt.prefix + suffix
             for n, answer in enumerate(answer_token_ids):
                 ids = torch.tensor([context + list(answer)], device=self.device)  # (1, C + A)
-                logits = self.model(input_ids=ids).logits[0, len(context) - 1 : -1]  # (A, V)
-                picked = logits.float().log_softmax(-1).gather(-1, ids[0, len(context) :, None])  # (A, 1)
+                logits = self.model(input_ids=ids).logits[0, len(context) - 1 : -1].float()  # (A, V)
+                if choices is not None:  # -inf outside each position's choices, then renormalised
+                    allowed = torch.full_like(logits, -math.inf)  # (A, V)
+                    for j, tokens in enumerate(choices[n]):
+                        allowed[j, list(tokens)] = 0.0
+                    logits = logits + allowed
+                picked = logits.log_softmax(-1).gather(-1, ids[0, len(context) :, None])  # (A, 1)
                 scores[k, n, : len(answer)] = picked[:, 0]
                 mask[n, : len(answer)] = True
         return AnswerScores(scores, mask)
 
     def _extend(self, state: DecodeState, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Append right-padded ids (R, T) to every row (row r has lengths[r] real tokens); return the last
-        hidden states (R, T, D), which _logprobs projects where needed.
+        hidden states (R, T, D), which the caller projects where needed.
 
-        Updates the cache, the attention mask and the next positions in place; state.logprobs is the caller's.
+        Updates the cache, the attention mask and the next positions in place; state.hidden is the caller's.
         """
         offsets = torch.arange(ids.shape[1], device=self.device)  # (T,)
         real = (offsets < lengths[:, None]).long()  # (R, T)
@@ -279,20 +304,23 @@ class FactScorer:
         state.next_positions = state.next_positions + lengths
         return out.last_hidden_state  # (R, T, D)
 
-    def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def _target_logprobs(
+        self, hidden: torch.Tensor, targets: torch.Tensor, real: torch.Tensor, choices: Choices | None = None
+    ) -> torch.Tensor:
         """log p(targets[r, t]) from the hidden state before it, hidden[r, t] (R, T, D), where real (R, T) is True;
-        0 elsewhere. Only real positions are projected, in chunks that bound the (positions, V) log-probs."""
+        0 elsewhere. Over the whole vocabulary, or over choices (one list per real position, row by row; -inf
+        for a target outside its list). Only real positions are projected, in chunks that bound the memory."""
         states, wanted = hidden[real], targets[real]  # (N, D), (N,)
         scores = torch.zeros(len(wanted), device=self.device)  # (N,)
         for i in range(0, len(wanted), _LOGPROB_POSITIONS):
             chunk = slice(i, i + _LOGPROB_POSITIONS)
-            scores[chunk] = self._logprobs(states[chunk]).gather(-1, wanted[chunk, None])[:, 0]
+            if choices is None:
+                scores[chunk] = self.logprobs(states[chunk]).gather(-1, wanted[chunk, None])[:, 0]
+                continue
+            lp, ids = self.choice_logprobs(states[chunk], choices[chunk])  # (n, C) each
+            hit = ids.eq(wanted[chunk, None])  # (n, C); a padding column (id 0) is at -inf, so a hit there is -inf
+            scores[chunk] = lp.masked_fill(~hit, -math.inf).max(-1).values  # (n,)
         return torch.zeros(real.shape, device=self.device).masked_scatter(real, scores)  # (R, T)
-
-    def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Next-token log-probs (..., V), float32, from last hidden states (..., D). The output embedding
-        alone, as in Llama / SmolLM2: a model that scales or soft-caps its logits would need that here."""
-        return self.model.get_output_embeddings()(hidden).float().log_softmax(-1)  # (..., V)
 
 
 @dataclass(frozen=True)

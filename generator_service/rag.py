@@ -17,21 +17,21 @@ answer text likewise scores it followed by EOS. An answer cut at max_new_tokens 
 All requests of a `generate` call decode together: every question's fact rows (and beams) are
 rows of one DecodeState, and each step is one forward pass over all of them.
 
-constrain=True masks every step (the marginal in token mode, each fact's rows in sequence mode)
-to a token trie of the allowed names, tokenized as written after the answer cue and each followed
-by EOS; the step limit rises to fit the longest. Masked log-probs are not renormalised, so log_prob
-stays the exact marginal. The full output projection is still computed: p(y_t|x,d,y<t) is
-normalised over the whole vocabulary, so the allowed tokens' logits alone cannot give it.
-In greedy decoding, where the trie leaves one token only (the rest of a name once its first
-tokens set it apart), that token is fed without waiting for its log-probs, in the same pass as
-the chosen one, and scored from that pass's outputs: the same search and scores in fewer passes.
+constrain=True restricts the answer to a token trie of the allowed names (tokenized as written
+after the answer cue, each followed by EOS; the step limit rises to fit the longest), and each
+fact's next-token distribution is renormalised over the tokens the trie allows after the answer so
+far: p(y|x,d) is then a distribution over the allowed names, p(y|x) = sum_d p(d|x) p(y|x,d) the
+exact marginal of those (`score` with the same names gives it for any one of them). Only the
+allowed tokens' rows of the output projection are computed, not all of the vocabulary. A token
+that is the only one allowed has probability 1: in greedy decoding it is fed in the same pass as
+the chosen token before it, and a name that its first tokens set apart ends without another pass.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import torch
 
@@ -78,6 +78,15 @@ class RagResult:
     complete: bool = True  # False when cut at max_new_tokens, without a stop token
 
 
+class _Step(NamedTuple):
+    """The extensions one beam-search step chose, as (N,) tensors: the first n_alive go on, the rest ended."""
+
+    parents: torch.Tensor  # the alive hypothesis each extends
+    columns: torch.Tensor  # its column in the step's log-probs (the token id when they span the vocabulary)
+    tokens: torch.Tensor  # its token id
+    n_alive: int
+
+
 @dataclass
 class _Hyp:
     tokens: list[int]  # answer tokens, without the stop token
@@ -97,8 +106,8 @@ class _Beams:
     hypothesis, the best `width` others stay alive. A hypothesis ends at the step limit (its
     length, stop token included); the search ends when none is alive, or as soon as the best
     finished score is at least the best alive one (scores only go down). width=1 is greedy decoding.
-    Under a trie, `force` appends the tokens a hypothesis has no choice about; the caller adds
-    their scores (`add_scores`) once the forward pass that feeds them has given their log-probs.
+    Under a trie a step ranks the allowed next tokens only (`choices`, their log-probs renormalised
+    over them), and `force` appends the tokens a hypothesis has no choice about.
     """
 
     def __init__(self, width: int, max_steps: int, stop_ids: set[int], trie: Trie | None) -> None:
@@ -107,76 +116,83 @@ class _Beams:
         self.scores: list[float] = [0.0]
         self.finished: list[_Hyp] = []
 
-    def advance(self, step_logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Extend the alive hypotheses by one token, given their next-token log-probs (A, V).
+    def advance(self, step_logprobs: torch.Tensor, choices: torch.Tensor | None) -> _Step:
+        """Extend the alive hypotheses by one token, given their next-token log-probs (A, C): over the
+        vocabulary (choices None, C = V), or over each one's `choices()` with their ids (A, C), padding at -inf.
 
-        Returns the chosen (parent, token) pairs as two (N,) tensors: the first n_alive are the new
-        alive hypotheses, the others were appended to `finished`, in order.
+        The first n_alive extensions are the new alive hypotheses, the others were appended to `finished`.
         """
         scores = torch.tensor(self.scores, device=step_logprobs.device)  # (A,)
-        alive, ended = self._rank(scores[:, None] + self._allowed(step_logprobs))  # total (A, V)
+        alive, ended = self._rank(scores[:, None] + step_logprobs, choices)  # total (A, C)
         ended += [hyp for hyp in alive if len(self.tokens[hyp[0]]) + 1 >= self.max_steps]  # cut at the step limit
         alive = [hyp for hyp in alive if len(self.tokens[hyp[0]]) + 1 < self.max_steps]
         best_finished = max([hyp.score for hyp in self.finished] + [score for *_, score in ended], default=-math.inf)
-        if alive and best_finished >= alive[0][2]:
+        if alive and best_finished >= alive[0][-1]:
             alive = []  # scores only go down: no alive hypothesis can overtake the best finished one
-        for parent, token, score in ended:
+        for parent, _, token, score in ended:
             stop = token if token in self.stop_ids else None
             self.finished.append(_Hyp(self.tokens[parent] + ([token] if stop is None else []), stop, score))
-        self.tokens = [self.tokens[parent] + [token] for parent, token, _ in alive]
+        self.tokens = [self.tokens[parent] + [token] for parent, _, token, _ in alive]
         self.scores = [score for *_, score in alive]
-        pairs = [(parent, token) for parent, token, _ in alive + ended]
-        chosen = torch.tensor(pairs, dtype=torch.long, device=step_logprobs.device).view(-1, 2)  # (N, 2)
-        return chosen[:, 0], chosen[:, 1], len(alive)
+        chosen = torch.tensor([hyp[:3] for hyp in alive + ended], dtype=torch.long).view(-1, 3)  # (N, 3)
+        return _Step(chosen[:, 0], chosen[:, 1], chosen[:, 2], len(alive))
 
-    def force(self) -> list[list[int]]:
-        """Append to each alive hypothesis the tokens its trie node forces (a single allowed token that
-        is not a stop token), within the step limit; return them, one list per hypothesis. Greedy
-        only: with wider beams, hypotheses of unequal lengths would compete and the search would change."""
-        chains = []
-        for tokens in self.tokens:
-            chain = []
-            while self.trie is not None and self.width == 1 and len(tokens) + 1 < self.max_steps:
-                allowed = self.trie.get(tuple(tokens), [])
-                if len(allowed) != 1 or allowed[0] in self.stop_ids:
-                    break
-                tokens.append(allowed[0])
-                chain.append(allowed[0])
-            chains.append(chain)
-        return chains
+    def choices(self) -> list[list[int]] | None:
+        """The tokens the trie allows next, per alive hypothesis; None without a trie (any token)."""
+        return None if self.trie is None else [self.trie.get(tuple(tokens), []) for tokens in self.tokens]
 
-    def add_scores(self, added: torch.Tensor) -> None:
-        """Add the log-probs of the tokens force appended (A,) to the alive hypotheses' scores."""
-        self.scores = [score + float(extra) for score, extra in zip(self.scores, added.tolist(), strict=True)]
+    def force(self) -> tuple[torch.Tensor, list[list[int]]]:
+        """Append to each alive hypothesis the tokens its trie node forces (a single allowed token, of
+        probability 1 once renormalised), within the step limit, and finish it there when that token
+        is a stop token. Returns the indices of the hypotheses still alive (A',) and the tokens appended
+        to each of them. Greedy only: with wider beams, hypotheses of unequal lengths would compete."""
+        kept, chains = [], []
+        for i, (tokens, score) in enumerate(zip(self.tokens, self.scores)):
+            chain, token = [], self._forced(tokens)
+            while token is not None and token not in self.stop_ids:
+                tokens.append(token)
+                chain.append(token)
+                token = self._forced(tokens)
+            if token is None:
+                kept.append(i)
+                chains.append(chain)
+            else:
+                self.finished.append(_Hyp(tokens, token, score))
+        self.tokens = [self.tokens[i] for i in kept]
+        self.scores = [self.scores[i] for i in kept]
+        return torch.tensor(kept, dtype=torch.long), chains
 
-    def _rank(self, total: torch.Tensor) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
-        """(parent, token, score) of the best extensions, from their scores (A, V): up to `width` that go
-        on, and those among the first `width` that end at a stop token."""
+    def _forced(self, tokens: list[int]) -> int | None:
+        """The token the trie allows after tokens when it allows one only and the step limit leaves room."""
+        if self.trie is None or self.width > 1:
+            return None
+        allowed = self.trie.get(tuple(tokens), [])
+        room = self.max_steps - len(tokens)  # tokens the limit still admits, a stop token included
+        if len(allowed) != 1 or room < 1 or (room == 1 and allowed[0] not in self.stop_ids):
+            return None
+        return allowed[0]
+
+    def _rank(self, total: torch.Tensor, choices: torch.Tensor | None) -> tuple[list[tuple], list[tuple]]:
+        """(parent, column, token, score) of the best extensions, from their scores (A, C) and the columns'
+        token ids (A, C; None: the column is the token): up to `width` that go on, and those among the
+        first `width` that end at a stop token."""
         top = total.flatten().topk(min(2 * self.width, total.numel()))
         alive, ended = [], []
         for rank, (score, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
             if score == -math.inf:
                 break
-            parent, token = divmod(flat, total.shape[1])
+            parent, column = divmod(flat, total.shape[1])
+            token = column if choices is None else int(choices[parent, column])
             if token not in self.stop_ids:
                 if len(alive) < self.width:
-                    alive.append((parent, token, score))
+                    alive.append((parent, column, token, score))
             elif rank < self.width:
-                ended.append((parent, token, score))
+                ended.append((parent, column, token, score))
         return alive, ended
 
     def best(self, n: int = 1) -> list[_Hyp]:
         """The n best finished hypotheses, best first."""
         return sorted(self.finished, key=lambda hyp: -hyp.score)[:n]
-
-    def _allowed(self, step_logprobs: torch.Tensor) -> torch.Tensor:
-        """step_logprobs (A, V) with -inf outside each hypothesis's allowed next tokens (no trie: all)."""
-        if self.trie is None:
-            return step_logprobs
-        mask = torch.full_like(step_logprobs, -math.inf)  # (A, V)
-        for row, tokens in enumerate(self.tokens):
-            mask[row, self.trie.get(tuple(tokens), [])] = 0.0
-        return step_logprobs + mask  # (A, V)
 
 
 class _TokenSearch:
@@ -192,31 +208,31 @@ class _TokenSearch:
     def rows(self) -> int:
         return len(self.beams.tokens) * self.prior.numel()
 
-    def advance(self, logprobs: torch.Tensor, forced: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
-        """One step from this search's rows' log-probs (A*K, V), after scoring the tokens the last pass
-        fed without a choice (A*K, F), forced[r, j] = 0 when row r had fewer; returns its next rows
-        (parents) and, per row, the tokens to feed: the chosen one, then those the trie forces."""
-        k = self.prior.numel()
-        self._add_forced(forced.view(len(self.beams.tokens), k, forced.shape[-1]))  # (A, K, F)
-        per_fact = logprobs.view(-1, k, logprobs.shape[-1])  # (A, K, V)
-        parents, tokens, n_alive = self.beams.advance(token_marginal(self.doc, per_fact))  # (N,), (N,)
-        chosen = per_fact[parents, :, tokens]  # (N, K) log p(y_t|x,d,y<t)
-        loglik = self.loglik[parents] + chosen  # (N, K)
-        self.finished_loglik.extend(loglik[n_alive:])
-        self.doc = update_doc_logprobs(self.doc[parents[:n_alive]], chosen[:n_alive])  # (A', K)
-        self.loglik = loglik[:n_alive]  # (A', K)
-        rows = parents[:n_alive, None] * k + torch.arange(k, device=parents.device)  # (A', K)
-        feeds = [[token] + chain for token, chain in zip(tokens[:n_alive].tolist(), self.beams.force())]
-        return rows.flatten(), [feed for feed in feeds for _ in range(k)]
+    def choices(self) -> list[list[int]] | None:
+        """The allowed next tokens of each row (A*K): its hypothesis's; None without a trie."""
+        per_hyp = self.beams.choices()
+        return None if per_hyp is None else [tokens for tokens in per_hyp for _ in range(self.prior.numel())]
 
-    def _add_forced(self, forced: torch.Tensor) -> None:
-        """Score forced tokens (A, K, F) on the marginal, as advance scores chosen ones; 0 under every fact is padding."""
-        for j in range(forced.shape[-1]):
-            chosen = forced[..., j]  # (A, K) log p(y_t|x,d,y<t)
-            real = chosen.ne(0).any(-1)  # (A,)
-            self.beams.add_scores(torch.logsumexp(self.doc + chosen, dim=-1).where(real, 0.0))  # (A,)
-            self.doc = torch.where(real[:, None], update_doc_logprobs(self.doc, chosen), self.doc)  # (A, K)
-            self.loglik = self.loglik + chosen  # (A, K)
+    def advance(self, logprobs: torch.Tensor, choices: torch.Tensor | None) -> tuple[torch.Tensor, list[list[int]]]:
+        """One step from this search's rows' log-probs (A*K, C), over the vocabulary or over each row's choices
+        (ids (A*K, C)); returns its next rows (parents) and, per row, the tokens to feed: the chosen one, then
+        those the trie forces (probability 1 under every fact: the fact weights and likelihoods stay)."""
+        k = self.prior.numel()
+        per_fact = logprobs.view(-1, k, logprobs.shape[-1])  # (A, K, C)
+        per_hyp = None if choices is None else choices.view(-1, k, choices.shape[-1])[:, 0]  # (A, C)
+        step = self.beams.advance(token_marginal(self.doc, per_fact), per_hyp)  # (N,) each
+        chosen = per_fact[step.parents, :, step.columns]  # (N, K) log p(y_t|x,d,y<t)
+        loglik = self.loglik[step.parents] + chosen  # (N, K)
+        n = step.n_alive
+        self.finished_loglik.extend(loglik[n:])
+        kept, chains = self.beams.force()  # (A',): the alive ones that forcing did not finish
+        still_alive = set(kept.tolist())
+        self.finished_loglik.extend(loglik[i] for i in range(n) if i not in still_alive)
+        self.doc = update_doc_logprobs(self.doc[step.parents[:n]], chosen[:n])[kept]  # (A', K)
+        self.loglik = loglik[:n][kept]  # (A', K)
+        rows = step.parents[:n][kept, None] * k + torch.arange(k)  # (A', K)
+        feeds = [[token] + chain for token, chain in zip(step.tokens[:n][kept].tolist(), chains)]
+        return rows.flatten(), [feed for feed in feeds for _ in range(k)]
 
     def best(self) -> tuple[_Hyp, torch.Tensor]:
         """The best finished hypothesis and its log p(y|x,d) (K,)."""
@@ -234,16 +250,27 @@ class _SequenceSearch:
     def rows(self) -> int:
         return sum(len(beams.tokens) for beams in self.per_fact)
 
-    def advance(self, logprobs: torch.Tensor, forced: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
-        """As _TokenSearch.advance, each fact's beams on its own rows' log-probs (R, V) and forced tokens' (R, F)."""
+    @property
+    def trie(self) -> Trie | None:
+        return self.per_fact[0].trie
+
+    def choices(self) -> list[list[int]] | None:
+        """The allowed next tokens of each row (its hypothesis's); None without a trie."""
+        if self.trie is None:
+            return None
+        return [tokens for beams in self.per_fact for tokens in beams.choices()]
+
+    def advance(self, logprobs: torch.Tensor, choices: torch.Tensor | None) -> tuple[torch.Tensor, list[list[int]]]:
+        """As _TokenSearch.advance, each fact's beams on its own rows' log-probs (R, C) and choices (R, C)."""
         rows, feeds, offset = [], [], 0
         for beams in self.per_fact:
             alive = len(beams.tokens)
             if alive:
-                beams.add_scores(forced[offset : offset + alive].sum(-1))  # (A,)
-                parents, chosen, n_alive = beams.advance(logprobs[offset : offset + alive])  # (N,), (N,)
-                rows.append(parents[:n_alive] + offset)
-                feeds.extend([token] + chain for token, chain in zip(chosen[:n_alive].tolist(), beams.force()))
+                window = slice(offset, offset + alive)
+                step = beams.advance(logprobs[window], None if choices is None else choices[window])  # (N,) each
+                kept, chains = beams.force()  # (A',)
+                rows.append(step.parents[: step.n_alive][kept] + offset)
+                feeds.extend([token] + chain for token, chain in zip(step.tokens[: step.n_alive][kept].tolist(), chains))
                 offset += alive
         return torch.cat(rows), feeds
 
@@ -277,13 +304,17 @@ class RagGenerator:
         state = self.scorer.start_batch([r.question for r in requests], [r.facts for r in requests])
         searches = [self._search(request) for request in requests]
         sequence = [i for i, search in enumerate(searches) if isinstance(search, _SequenceSearch)]
+        groups = [[i for i in sequence if (searches[i].trie is None) == free] for free in (True, False)]
         first_row = torch.tensor([0] + [len(r.facts) for r in requests]).cumsum(0)  # (Q+1,)
-        prompt_rows = [torch.arange(first_row[i], first_row[i + 1]) for i in sequence]
-        prompts = self.scorer.select_rows(state, torch.cat(prompt_rows)) if sequence else None  # kept for rescoring
+        prompts = [  # each group's prompt rows, kept for rescoring: unconstrained searches, then constrained ones
+            (group, self.scorer.select_rows(state, torch.cat([torch.arange(first_row[i], first_row[i + 1])
+                                                              for i in group])))
+            for group in groups if group
+        ]
         self._decode(state, searches)
         results = {i: self._token_result(s) for i, s in enumerate(searches) if isinstance(s, _TokenSearch)}
-        if prompts is not None:
-            results.update(zip(sequence, self._rescore([searches[i] for i in sequence], prompts)))
+        for group, rows in prompts:
+            results.update(zip(group, self._rescore([searches[i] for i in group], rows)))
         return [results[i] for i in range(len(requests))]
 
     def score(
@@ -292,12 +323,17 @@ class RagGenerator:
         facts: list[str],
         log_priors: list[float],
         answer: str | Sequence[int],
+        allowed_answers: list[str] | None = None,
     ) -> RagResult:
         """log p(y|x) of a given answer and each fact's share. A text is scored as the model would
-        write it after the answer cue, followed by EOS; token ids (e.g. a result's token_ids) as given."""
-        _check(RagRequest(question, facts, log_priors))
+        write it after the answer cue, followed by EOS; token ids (e.g. a result's token_ids) as given.
+        With allowed_answers, as constrained decoding scores it (renormalised over the names' trie);
+        the answer must then be one of the names, or a start of one."""
+        constrain = allowed_answers is not None
+        _check(RagRequest(question, facts, log_priors, constrain=constrain, allowed_answers=allowed_answers))
         ids = self.scorer.answer_token_ids(answer) + [self.eos_id] if isinstance(answer, str) else list(answer)
-        scores = self.scorer.score_answers(question, facts, [ids])  # (K, 1, T)
+        choices = [_path_choices(self._trie(allowed_answers), ids)] if constrain else None
+        scores = self.scorer.score_answers(question, facts, [ids], choices)  # (K, 1, T)
         loglik = sequence_loglik(scores.token_logprobs[None, :, 0], scores.mask[:1])[0]  # (K,)
         return self._result(ids, _prior(log_priors), loglik, new_tokens=0)
 
@@ -307,7 +343,7 @@ class RagGenerator:
         distinct answer rescored under every fact by full forward passes, ranked by log p(y|x)."""
         _check(request)
         prompt = self.scorer.build_prompt(request.question, request.facts)
-        trie = self._trie(request)
+        trie = self._trie(request.allowed_answers) if request.constrain else None
         candidates = {}
         for suffix in prompt.suffixes:
             ids = torch.tensor([prompt.prefix + suffix], device=self.scorer.device)  # (1, C)
@@ -320,25 +356,24 @@ class RagGenerator:
             hyp = self._cut(out[0, ids.shape[1] :].tolist())
             candidates.setdefault(tuple(hyp.ids), hyp)
         hyps = list(candidates.values())
-        scores = self.scorer.score_answers_naive(request.question, request.facts, [h.ids for h in hyps])  # (K, N, T)
+        choices = None if trie is None else [_path_choices(trie, hyp.ids) for hyp in hyps]
+        scores = self.scorer.score_answers_naive(request.question, request.facts, [h.ids for h in hyps], choices)
         loglik = sequence_loglik(scores.token_logprobs.transpose(0, 1), scores.mask)  # (N, K)
         return self._best_of(hyps, _prior(request.log_priors), loglik)
 
     def _search(self, request: RagRequest) -> _TokenSearch | _SequenceSearch:
         """The search of one request, on the scorer's device."""
-        trie = self._trie(request)
+        trie = self._trie(request.allowed_answers) if request.constrain else None
         prior = _prior(request.log_priors).to(self.scorer.device)  # (K,)
         steps = _max_steps(request, trie)
         if request.mode == "token":
             return _TokenSearch(_Beams(request.num_beams, steps, self.stop_ids, trie), prior)
         return _SequenceSearch([_Beams(request.num_beams, steps, self.stop_ids, trie) for _ in request.facts], prior)
 
-    def _trie(self, request: RagRequest) -> Trie | None:
-        """The allowed answers' token trie, each name followed by EOS; None when not constrained."""
-        if not request.constrain:
-            return None
+    def _trie(self, names: list[str]) -> Trie:
+        """The names' token trie, each name followed by EOS."""
         trie: Trie = {}
-        for name in request.allowed_answers or []:
+        for name in names:
             ids = self.scorer.answer_token_ids(name) + [self.eos_id]
             for i, token in enumerate(ids if name.strip() else []):
                 allowed = trie.setdefault(tuple(ids[:i]), [])
@@ -351,30 +386,58 @@ class RagGenerator:
 
         A step feeds each row its chosen token and the tokens its trie forces after it, so a
         constrained name usually takes one pass after its first token, not one per token."""
-        forced = state.logprobs.new_zeros(state.logprobs.shape[0], 0)  # (R, F): nothing forced yet
         while True:
             rows, feeds, offset = [], [], 0
-            for search in searches:
+            for search, (logprobs, choices) in zip(searches, self._step_logprobs(state, searches)):
                 count = search.rows
                 if count:
-                    window = slice(offset, offset + count)
-                    parents, extensions = search.advance(state.logprobs[window], forced[window])  # (N,), N lists
+                    parents, extensions = search.advance(logprobs, choices)  # (N,), N lists
                     rows.append(parents + offset)
                     feeds.extend(extensions)
                     offset += count
             index = torch.cat(rows) if rows else torch.empty(0, dtype=torch.long)  # (R',)
             if index.numel() == 0:
                 return
-            if not torch.equal(index, torch.arange(state.logprobs.shape[0], device=index.device)):
+            if not torch.equal(index, torch.arange(state.hidden.shape[0])):
                 state = self.scorer.select_rows(state, index)
-            forced = self.scorer.append(state, feeds)  # (R', F')
+            self.scorer.append(state, feeds)
+
+    def _step_logprobs(
+        self, state: DecodeState, searches: list[_TokenSearch | _SequenceSearch]
+    ) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """Each search's next-token log-probs, for its rows of state in order: (rows, V) without a trie;
+        under one, (rows, C) over each row's allowed tokens, with their ids (rows, C); None for a finished
+        search. All the rows of one kind share one projection."""
+        spans, vocab_rows, choice_rows, choices, offset = [], [], [], [], 0
+        for search in searches:
+            span, allowed = list(range(offset, offset + search.rows)), search.choices()
+            (vocab_rows if allowed is None else choice_rows).extend(span)
+            choices.extend(allowed or [])
+            spans.append((len(span), allowed is not None))
+            offset += len(span)
+        device = state.hidden.device
+        if vocab_rows:
+            vocab = self.scorer.logprobs(state.hidden[torch.tensor(vocab_rows, device=device)])  # (R_v, V)
+        if choice_rows:
+            chosen, ids = self.scorer.choice_logprobs(state.hidden[torch.tensor(choice_rows, device=device)], choices)
+        out, v, c = [], 0, 0
+        for count, constrained in spans:
+            if not count:
+                out.append((None, None))  # a finished search: nothing to score
+            elif constrained:
+                out.append((chosen[c : c + count], ids[c : c + count]))
+            else:
+                out.append((vocab[v : v + count], None))
+            c, v = (c + count, v) if constrained else (c, v + count)
+        return out
 
     def _token_result(self, search: _TokenSearch) -> RagResult:
         hyp, loglik = search.best()
         return self._result(hyp.ids, search.prior, loglik, len(hyp.ids))
 
     def _rescore(self, searches: list[_SequenceSearch], prompts: DecodeState) -> list[RagResult]:
-        """Rescore every search's candidates under all of its facts (one batch for all), keep each best."""
+        """Rescore every search's candidates under all of its facts (one batch for all), keep each best.
+        The searches are all constrained (each candidate scored within its trie) or none is."""
         candidates = [search.candidates() for search in searches]
         rows, continuations, offset = [], [], 0  # rows into prompts: each search's K facts, search after search
         for search, hyps in zip(searches, candidates):
@@ -382,7 +445,11 @@ class RagGenerator:
             rows.append(torch.arange(offset, offset + k).repeat_interleave(len(hyps)))  # fact-major, (K*N,)
             continuations.extend(hyp.ids for _ in range(k) for hyp in hyps)
             offset += k
-        token_lp, mask = self.scorer.continuation_logprobs(prompts, torch.cat(rows), continuations)  # (M, T) each
+        choices = None  # one list per continuation token: the allowed tokens after the tokens before it
+        if searches[0].trie is not None:
+            choices = [_path_choices(s.trie, hyp.ids) for s, hyps in zip(searches, candidates) for _ in
+                       range(s.prior.numel()) for hyp in hyps]
+        token_lp, mask = self.scorer.continuation_logprobs(prompts, torch.cat(rows), continuations, choices)
         results, start = [], 0
         for search, hyps in zip(searches, candidates):
             k, n = search.prior.numel(), len(hyps)
@@ -435,6 +502,14 @@ def _check(request: RagRequest) -> None:
         raise ValueError("num_beams and max_new_tokens must be at least 1")
     if request.constrain and not any(name.strip() for name in request.allowed_answers or []):
         raise ValueError("constrain=True needs at least one allowed answer")
+
+
+def _path_choices(trie: Trie, ids: Sequence[int]) -> list[list[int]]:
+    """The tokens the trie allows at each position of ids; ValueError when ids leave the trie."""
+    choices = [trie.get(tuple(ids[:t]), []) for t in range(len(ids))]
+    if any(token not in allowed for token, allowed in zip(ids, choices)):
+        raise ValueError("the answer is not one of the allowed names")
+    return choices
 
 
 def _prior(log_priors: Sequence[float]) -> torch.Tensor:

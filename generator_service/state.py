@@ -20,6 +20,7 @@ from generator_service.batching import Batcher
 from generator_service.lm_loading import load_causal_lm
 from generator_service.rag import RagGenerator, RagRequest, RagResult
 from generator_service.retriever_client import RetrieverClient
+from generator_service.search_coalescing import SearchCoalescer
 from generator_service.settings import GeneratorSettings
 from shared.metrics import Metrics
 
@@ -60,6 +61,7 @@ class GeneratorState:
     def __init__(self, settings: GeneratorSettings, metrics: GeneratorMetrics, retriever: RetrieverClient,
                  generator: RagGenerator | None) -> None:
         self.settings, self.metrics, self.retriever, self.generator = settings, metrics, retriever, generator
+        self.searches = SearchCoalescer(retriever, max_batch=settings.batch_size)  # concurrent searches, one call
         self.load_error: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         limits = dict(executor=self._executor, queue_size=settings.queue_size, max_items=settings.batch_size,

@@ -4,6 +4,7 @@ The fast tests use a tiny random Llama (2 layers, hidden 64) in float32 with a b
 tokenizer trained in memory; the slow ones load the real SmolLM2-135M-Instruct.
 """
 
+import math
 from pathlib import Path
 
 import pytest
@@ -54,41 +55,41 @@ def test_prefix_is_shared_and_split_at_a_token_boundary(scorer):
 
 
 def test_start_batched_equals_each_fact_alone(scorer):
-    state = scorer.start(QUESTION, FACTS)
+    logprobs = scorer.logprobs(scorer.start(QUESTION, FACTS).hidden)  # (K, V)
     prompt = scorer.build_prompt(QUESTION, FACTS)
-    assert state.logprobs.shape == (len(FACTS), len(scorer.tokenizer))
+    assert logprobs.shape == (len(FACTS), len(scorer.tokenizer))
     for k, suffix in enumerate(prompt.suffixes):
-        torch.testing.assert_close(state.logprobs[k], _full_logprobs(scorer, prompt.prefix + suffix), atol=1e-4, rtol=0)
-        alone = scorer.start(QUESTION, [FACTS[k]]).logprobs[0]
-        torch.testing.assert_close(state.logprobs[k], alone, atol=1e-4, rtol=0)
+        torch.testing.assert_close(logprobs[k], _full_logprobs(scorer, prompt.prefix + suffix), atol=1e-4, rtol=0)
+        alone = scorer.logprobs(scorer.start(QUESTION, [FACTS[k]]).hidden)[0]
+        torch.testing.assert_close(logprobs[k], alone, atol=1e-4, rtol=0)
     # the facts really change the distribution, so the comparisons above are not vacuous
-    assert (state.logprobs[0] - state.logprobs[1]).abs().max() > 0.1
+    assert (logprobs[0] - logprobs[1]).abs().max() > 0.1
 
 
 def test_start_batch_equals_each_question_alone(scorer):
     questions = [QUESTION, "Where was Tom Hanks born?", "Capital?"]
     facts = [FACTS, FACTS[3:], FACTS[1:3]]
     state = scorer.start_batch(questions, facts)
-    alone = torch.cat([scorer.start(q, question_facts).logprobs for q, question_facts in zip(questions, facts)])
-    torch.testing.assert_close(state.logprobs, alone, atol=1e-4, rtol=0)
-    scorer.step(state, torch.arange(state.logprobs.shape[0]) + 5)  # one step on rows of different lengths
+    alone = torch.cat([scorer.start(q, question_facts).hidden for q, question_facts in zip(questions, facts)])
+    torch.testing.assert_close(scorer.logprobs(state.hidden), scorer.logprobs(alone), atol=1e-4, rtol=0)
+    stepped = scorer.step(state, torch.arange(state.hidden.shape[0]) + 5)  # one step on rows of different lengths
     prompt = scorer.build_prompt(questions[1], facts[1])
     expected = _full_logprobs(scorer, prompt.prefix + prompt.suffixes[0] + [5 + len(FACTS)])
-    torch.testing.assert_close(state.logprobs[len(FACTS)], expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(stepped[len(FACTS)], expected, atol=1e-4, rtol=0)
     with pytest.raises(ValueError):
         scorer.start_batch([QUESTION, QUESTION], [FACTS, []])
 
 
 def test_continuation_logprobs_leave_the_state_as_is(scorer):
     state = scorer.start(QUESTION, FACTS)
-    before = state.logprobs.clone()
+    before = state.hidden.clone()
     token_lp, mask = scorer.continuation_logprobs(state, torch.tensor([2, 0]), [[7, 8, 9], [4]])  # (2, 3) each
     assert mask.tolist() == [[True, True, True], [True, False, False]]
     prompt = scorer.build_prompt(QUESTION, FACTS)
     expected = _full_logprobs(scorer, prompt.prefix + prompt.suffixes[2] + [7, 8])[9]
     torch.testing.assert_close(token_lp[0, 2], expected, atol=1e-4, rtol=0)
     assert token_lp[1, 1:].tolist() == [0.0, 0.0]
-    assert torch.equal(state.logprobs, before)
+    assert torch.equal(state.hidden, before)
     tokens = [3] * len(FACTS)
     torch.testing.assert_close(scorer.step(state, tokens), scorer.step(scorer.start(QUESTION, FACTS), tokens))
 
@@ -141,8 +142,31 @@ def test_score_answers_matches_naive_loop(scorer):
     assert batched.mask.tolist() == [[t < len(a) for t in range(t_max)] for a in answers]
     torch.testing.assert_close(batched.mask, naive.mask)
     torch.testing.assert_close(batched.token_logprobs, naive.token_logprobs, atol=1e-4, rtol=0)
-    first = scorer.start(QUESTION, FACTS).logprobs[:, answers[1][0]]  # (K,)
+    first = scorer.logprobs(scorer.start(QUESTION, FACTS).hidden)[:, answers[1][0]]  # (K,)
     torch.testing.assert_close(batched.token_logprobs[:, 1, 0], first, atol=1e-5, rtol=0)
+
+
+def test_choice_logprobs_renormalise_the_full_distribution(scorer):
+    hidden = scorer.start(QUESTION, FACTS).hidden  # (K, D)
+    full = scorer.logprobs(hidden)  # (K, V)
+    choices = [[5, 9, 11], [7], [3, 4], [100, 5]]
+    logprobs, ids = scorer.choice_logprobs(hidden, choices)  # (K, 3) each
+    for row, allowed in enumerate(choices):
+        torch.testing.assert_close(logprobs[row, : len(allowed)], full[row, allowed].log_softmax(-1), atol=1e-5, rtol=0)
+        assert ids[row, : len(allowed)].tolist() == allowed
+        assert (logprobs[row, len(allowed) :] == -math.inf).all()
+
+
+def test_score_answers_within_choices_matches_naive_loop(scorer):
+    """Each answer token renormalised over its position's choices, batched and naive; a token outside them: -inf."""
+    answers = [[5, 9], [7, 3, 4]]
+    choices = [[[5, 6], [9, 10, 11]], [[7], [3, 5], [4, 8]]]
+    batched = scorer.score_answers(QUESTION, FACTS, answers, choices)
+    naive = scorer.score_answers_naive(QUESTION, FACTS, answers, choices)
+    torch.testing.assert_close(batched.token_logprobs, naive.token_logprobs, atol=1e-4, rtol=0)
+    assert (batched.token_logprobs[:, 1, 0] == 0).all()  # the only choice: probability 1
+    outside = scorer.score_answers(QUESTION, FACTS, [[6]], [[[5, 7]]]).token_logprobs  # (K, 1, 1)
+    assert (outside == -math.inf).all()
 
 
 def test_rejects_empty_inputs(scorer):
@@ -159,8 +183,9 @@ def test_load_model_directory(scorer, tmp_path):
     assert (lm.dtype, lm.device.type, lm.name) == (torch.float32, "cpu", tmp_path.name)
     assert not lm.model.training
     assert lm.tokenizer("Paris").input_ids == scorer.tokenizer("Paris").input_ids
-    reloaded = FactScorer(lm.model, lm.tokenizer).start(QUESTION, FACTS).logprobs
-    torch.testing.assert_close(reloaded, scorer.start(QUESTION, FACTS).logprobs, atol=1e-5, rtol=0)
+    reloaded = FactScorer(lm.model, lm.tokenizer)
+    torch.testing.assert_close(reloaded.logprobs(reloaded.start(QUESTION, FACTS).hidden),
+                               scorer.logprobs(scorer.start(QUESTION, FACTS).hidden), atol=1e-5, rtol=0)
 
 
 def test_load_errors_are_wrapped_and_leave_no_cache(tmp_path):
@@ -194,8 +219,9 @@ def test_smollm2_answers_paris_from_the_fact(smollm2):
     tok = smollm2.tokenizer
     [paris] = smollm2.answer_token_ids("Paris")
     state = smollm2.start(QUESTION, ["France capital Paris", "Germany capital Berlin"])
-    assert int(state.logprobs[0].argmax()) == paris
-    assert state.logprobs[0, paris] > state.logprobs[1, paris]
+    logprobs = smollm2.logprobs(state.hidden)  # (K, V)
+    assert int(logprobs[0].argmax()) == paris
+    assert logprobs[0, paris] > logprobs[1, paris]
     assert int(smollm2.step(state, [paris, paris])[0].argmax()) == tok.eos_token_id
 
 

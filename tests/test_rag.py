@@ -52,19 +52,22 @@ def _assert_same(result: RagResult, other: RagResult, tol: float = 1e-4) -> None
 
 
 def _reference_greedy(gen: RagGenerator, request: RagRequest, trie: dict | None = None) -> tuple[list[int], float]:
-    """RAG-Token greedy decoding written out step by step, one pass per token, within a trie if one is
-    given: tokens (stop included) and log p(y|x)."""
+    """RAG-Token greedy decoding written out step by step, one pass per token, from the whole vocabulary's
+    log-probs; within a trie if one is given, each fact's renormalised over the allowed tokens: tokens (stop
+    included) and log p(y|x)."""
     state = gen.scorer.start(request.question, request.facts)
     doc = torch.tensor(request.log_priors).log_softmax(-1)[None]  # (1, K)
     tokens, total = [], 0.0
     for _ in range(request.max_new_tokens):
-        marginal = token_marginal(doc, state.logprobs[None])[0]  # (V,)
+        per_fact = gen.scorer.logprobs(state.hidden)  # (K, V)
         if trie is not None:
-            marginal = torch.full_like(marginal, -math.inf).index_copy(0, torch.tensor(trie[tuple(tokens)]),
-                                                                        marginal[trie[tuple(tokens)]])
+            allowed = torch.full_like(per_fact, -math.inf)  # (K, V)
+            allowed[:, trie[tuple(tokens)]] = 0.0
+            per_fact = (per_fact + allowed).log_softmax(-1)  # (K, V)
+        marginal = token_marginal(doc, per_fact[None])[0]  # (V,)
         token = int(marginal.argmax())
         total += float(marginal[token])
-        doc = update_doc_logprobs(doc, state.logprobs[None, :, token])
+        doc = update_doc_logprobs(doc, per_fact[None, :, token])
         tokens.append(token)
         if token in gen.stop_ids:
             break
@@ -77,10 +80,11 @@ def test_log_prob_is_the_exact_marginal_of_the_returned_tokens(gen, options):
     request = replace(REQUEST, allowed_answers=ALLOWED, **options)
     [result] = gen.generate([request])
     assert result.new_tokens == len(result.token_ids) >= 1
-    _assert_same(result, gen.score(QUESTION, FACTS, PRIORS, result.token_ids))
+    allowed = ALLOWED if request.constrain else None
+    _assert_same(result, gen.score(QUESTION, FACTS, PRIORS, result.token_ids, allowed))
     if result.complete:
         assert result.token_ids[-1] in gen.stop_ids
-        _assert_same(result, gen.score(QUESTION, FACTS, PRIORS, result.answer))  # text + EOS, when it ended at EOS
+        _assert_same(result, gen.score(QUESTION, FACTS, PRIORS, result.answer, allowed))  # text + EOS
 
 
 def test_answers_stop_at_eos_or_a_newline(gen):
@@ -100,16 +104,16 @@ def test_greedy_follows_the_marginal_step_by_step(gen):
 @pytest.mark.parametrize("allowed", [ALLOWED, ["Tom Hanks"]])
 def test_constrained_greedy_feeds_forced_tokens_together(gen, allowed, monkeypatch):
     request = replace(REQUEST, constrain=True, allowed_answers=allowed, max_new_tokens=1)
-    trie = gen._trie(request)
+    trie = gen._trie(allowed)
     tokens, log_prob = _reference_greedy(gen, replace(request, max_new_tokens=max(map(len, trie)) + 1), trie)
     passes = []
     monkeypatch.setattr(gen.scorer, "append", lambda state, feeds: passes.append(feeds) or type(gen.scorer).append(
         gen.scorer, state, feeds))
     [result] = gen.generate([request])
     assert result.token_ids == tokens and _close(result.log_prob, log_prob)
-    assert len(passes) <= len(tokens) - 1  # one pass per token before the stop, at most
-    if len(allowed) == 1:  # nothing to choose but the stop: every token of the name goes in one pass
-        assert passes == [[tokens[:-1]] * len(FACTS)]
+    assert len(passes) <= len(tokens) - 2  # one pass per token before the stop, at most, less the forced ones
+    if len(allowed) == 1:  # nothing to choose: the name has probability 1 and needs no pass at all
+        assert passes == [] and result.log_prob == 0.0
 
 
 def test_one_fact_is_the_plain_language_model(gen):
@@ -187,7 +191,20 @@ def test_constrained_answers_are_allowed_names(gen, options, max_new_tokens):
         [result] = gen.generate([request])
         assert result.answer in allowed
         assert result.complete and result.token_ids[-1] == gen.lm.tokenizer.eos_token_id
-        _assert_same(result, gen.score(question, FACTS, PRIORS, result.answer))
+        _assert_same(result, gen.score(question, FACTS, PRIORS, result.answer, allowed))
+
+
+def test_constrained_probabilities_are_a_distribution_over_the_names(gen):
+    """Renormalised within the trie, p(y|x,d) sums to one over the allowed names for every fact, and so does
+    the marginal; a name outside them cannot be scored."""
+    scored = [gen.score(QUESTION, FACTS, PRIORS, name, ALLOWED) for name in ALLOWED]
+    assert math.fsum(math.exp(result.log_prob) for result in scored) == pytest.approx(1.0, abs=1e-5)
+    for k in range(len(FACTS)):
+        assert math.fsum(math.exp(result.facts[k].log_likelihood) for result in scored) == pytest.approx(1.0, abs=1e-5)
+    unconstrained = gen.score(QUESTION, FACTS, PRIORS, "Paris")
+    assert unconstrained.log_prob < scored[0].log_prob  # the same name, before renormalising
+    with pytest.raises(ValueError, match="not one of the allowed names"):
+        gen.score(QUESTION, FACTS, PRIORS, "Madrid", ALLOWED)
 
 
 def test_batched_generate_equals_each_alone(gen):

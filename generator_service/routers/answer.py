@@ -30,7 +30,7 @@ async def answer(body: AnswerRequest, state: State, generator: Generator, reques
     check_text("question", body.question, state.settings.max_question_chars)
     k, max_new_tokens = check_options(state.settings, body)
     async with state.answers.arriving(rows=k * body.num_beams):
-        found = await state.retriever.search(body.question, k, request_id)
+        found = await state.searches.search(body.question, k, request_id)
     [response] = await _answer_all(state, generator.name, body, [found], max_new_tokens, start)
     return response
 
@@ -56,7 +56,7 @@ async def score(body: ScoreRequest, state: State, generator: Generator, request_
     check_text("answer", body.answer, state.settings.max_answer_chars)
     k = check_k(state.settings, body.k)
     async with state.scores.arriving(rows=k):
-        found = await state.retriever.search(body.question, k, request_id)
+        found = await state.searches.search(body.question, k, request_id)
     retrieve_ms = _ms_since(start)
     common = dict(question=body.question, answer=body.answer, model=generator.name, linked=found.linked)
     if not found.facts:

@@ -1,0 +1,80 @@
+"""Concurrent single searches go to the retriever together, as one batch call.
+
+Concurrent /v1/answer requests would otherwise reach the retriever one call each, served one after
+the other there, while the model waits for the last of them (the answer batcher waits for
+questions still being retrieved). Here a search goes out at once when none with its k is in
+flight; those that arrive meanwhile wait for that call to end and then go as one
+/v1/search/batch call (at most `max_batch` queries, embedded together by the retriever), so a lone
+request waits for nothing. A coalesced call carries its requests' ids, comma-separated. When the
+retriever refuses a batch (4xx), its queries are retried one by one, so that each request gets
+its own result or error; any other failure (503) is every request's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from generator_service.retriever_client import RetrieverClient, RetrieverRejected, RetrieverUnavailable
+from shared.retriever_api import SearchResponse
+
+
+@dataclass
+class _Search:
+    query: str
+    request_id: str | None
+    future: asyncio.Future[SearchResponse] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class SearchCoalescer:
+    def __init__(self, client: RetrieverClient, max_batch: int) -> None:
+        self._client, self._max_batch = client, max_batch
+        self._waiting: defaultdict[int, list[_Search]] = defaultdict(list)  # k -> searches not sent yet
+        self._senders: dict[int, asyncio.Task] = {}  # k -> the task sending searches of that k
+
+    async def search(self, query: str, k: int, request_id: str | None) -> SearchResponse:
+        search = _Search(query, request_id)
+        self._waiting[k].append(search)
+        if k not in self._senders:
+            self._senders[k] = asyncio.create_task(self._send_all(k), name=f"search-k{k}")
+        return await search.future
+
+    async def _send_all(self, k: int) -> None:
+        """Send the waiting searches of this k, a batch per call, until none is left."""
+        try:
+            while self._waiting[k]:
+                batch, self._waiting[k] = self._waiting[k][: self._max_batch], self._waiting[k][self._max_batch :]
+                await self._send(batch, k)
+        finally:
+            del self._senders[k]
+
+    async def _send(self, batch: list[_Search], k: int) -> None:
+        try:
+            results = await self._call(batch, k)
+        except RetrieverRejected as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:  # one query may be at fault: each gets its own answer
+                await asyncio.gather(*(self._send([search], k) for search in batch))
+        except Exception as exc:  # the retriever is down, or anything else: what each request would have got
+            _fail(batch, exc)
+        else:
+            for search, result in zip(batch, results, strict=True):
+                if not search.future.done():  # not cancelled meanwhile
+                    search.future.set_result(result)
+
+    async def _call(self, batch: list[_Search], k: int) -> list[SearchResponse]:
+        if len(batch) == 1:
+            return [await self._client.search(batch[0].query, k, batch[0].request_id)]
+        ids = ",".join(search.request_id for search in batch if search.request_id) or None
+        results = (await self._client.search_batch([search.query for search in batch], k, ids)).results
+        if len(results) != len(batch):
+            raise RetrieverUnavailable(f"the retriever answered {len(results)} results for {len(batch)} queries")
+        return results
+
+
+def _fail(batch: list[_Search], exc: Exception) -> None:
+    for search in batch:
+        if not search.future.done():
+            search.future.set_exception(exc)

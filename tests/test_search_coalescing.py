@@ -1,0 +1,106 @@
+"""generator_service.search_coalescing against the real retriever app (MiniLM, Qdrant in memory),
+reached through a transport that records every call and can hold calls back."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import Histogram
+
+from generator_service.retriever_client import RetrieverClient, RetrieverRejected, RetrieverUnavailable
+from generator_service.search_coalescing import SearchCoalescer
+from generator_service.settings import GeneratorSettings
+from retriever_service.app import create_app as create_retriever_app
+from retriever_service.settings import RetrieverSettings
+
+FACTS = [
+    {"subject": "France", "relation": "capital", "object": "Paris"},
+    {"subject": "Germany", "relation": "capital", "object": "Berlin"},
+    {"subject": "France", "relation": "borders", "object": "Spain"},
+]
+QUESTIONS = ["What is the capital of France?", "What is the capital of Germany?", "Which country borders France?",
+             "Where is Paris?", "Berlin?"]
+MAX_QUERY_CHARS = 200
+
+
+class Gate(httpx.AsyncBaseTransport):
+    """To the retriever app; records (path, queries, request id) of every call, and holds calls until `open`."""
+
+    def __init__(self, app, up: bool = True) -> None:
+        self.inner, self.up, self.calls = httpx.ASGITransport(app=app), up, []
+        self.open = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.calls.append((request.url.path, body.get("queries", [body.get("query")]), request.headers.get("x-request-id")))
+        await self.open.wait()
+        if not self.up:
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.fixture(scope="module")
+def retriever(tmp_path_factory, encoder):
+    settings = RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("retriever"),
+                                 max_query_chars=MAX_QUERY_CHARS)
+    with TestClient(create_retriever_app(settings, encoder=encoder)) as client:
+        assert client.post("/v1/facts", json={"facts": FACTS}).status_code == 200
+        yield client
+
+
+def _client(gate: Gate) -> RetrieverClient:
+    settings = GeneratorSettings(retriever_retries=0)
+    return RetrieverClient(settings, Histogram("calls", "retriever calls", registry=None), transport=gate)
+
+
+async def _search_all(gate: Gate, questions: list[str], max_batch: int) -> list:
+    """The first question searched (k=2), then the others while its call is held; then the calls go through."""
+    coalescer = SearchCoalescer(_client(gate), max_batch=max_batch)
+    first = asyncio.create_task(coalescer.search(questions[0], 2, "req-0"))
+    await asyncio.sleep(0.05)
+    assert len(gate.calls) == 1  # a lone search goes at once
+    others = [asyncio.create_task(coalescer.search(q, 2, f"req-{i}")) for i, q in enumerate(questions) if i]
+    await asyncio.sleep(0.05)
+    assert len(gate.calls) == 1  # the others wait for it
+    gate.open.set()
+    return await asyncio.gather(first, *others, return_exceptions=True)
+
+
+def test_searches_that_arrive_during_a_call_go_together(retriever):
+    async def main():
+        gate = Gate(retriever.app)
+        results = await _search_all(gate, QUESTIONS, max_batch=3)
+        alone = [await _client(gate).search(q, 2, None) for q in QUESTIONS]
+        return gate.calls[: len(QUESTIONS)], results, alone
+
+    calls, results, alone = asyncio.run(main())
+    assert [(path, queries) for path, queries, _ in calls[:3]] == [
+        ("/v1/search", QUESTIONS[:1]), ("/v1/search/batch", QUESTIONS[1:4]), ("/v1/search", QUESTIONS[4:])]
+    assert [request_id for *_, request_id in calls[:3]] == ["req-0", "req-1,req-2,req-3", "req-4"]
+    for result, single in zip(results, alone, strict=True):
+        assert result.query == single.query
+        assert [f.id for f in result.facts] == [f.id for f in single.facts]
+        assert [f.prior for f in result.facts] == pytest.approx([f.prior for f in single.facts], rel=1e-4)
+
+
+def test_a_refused_batch_is_retried_one_by_one(retriever):
+    """A query the retriever refuses fails its own request only; the others get their results."""
+    questions = [QUESTIONS[0], QUESTIONS[1], "x" * (MAX_QUERY_CHARS + 1), QUESTIONS[2]]
+
+    async def main():
+        gate = Gate(retriever.app)
+        return gate.calls, await _search_all(gate, questions, max_batch=8)
+
+    calls, results = asyncio.run(main())
+    assert [path for path, *_ in calls] == ["/v1/search", "/v1/search/batch"] + ["/v1/search"] * 3
+    assert isinstance(results[2], RetrieverRejected) and results[2].status == 422
+    assert [r.query for i, r in enumerate(results) if i != 2] == [q for i, q in enumerate(questions) if i != 2]
+
+
+def test_retriever_down_fails_every_waiting_search(retriever):
+    async def main():
+        return await _search_all(Gate(retriever.app, up=False), QUESTIONS, max_batch=8)
+
+    assert all(isinstance(result, RetrieverUnavailable) for result in asyncio.run(main()))
