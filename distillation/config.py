@@ -6,12 +6,12 @@ with dotted keys (`--set teacher.lr=3e-5`, `--set eval.splits='["test"]'`). The 
 saved as JSON in the run directory, beside every checkpoint and in every output model directory.
 
 The defaults are the `cpu` profile, sized for a 2-core CPU with AMX bf16. Its measured run on such
-a machine (2026-12-02; two 1-thread jobs side by side, an evaluation beside each training job):
-data 27 s; teacher 150 steps 34 min (13.6 s per optimizer step of 2 x 8 questions x 5 facts);
-student 250 steps 34 min (8.2 s per step, the frozen teacher's forward pass included); accuracy
-on all 9,947 test and 1,000 dev questions 21 min (base), 20 min (teacher), 3.5 min (student, 2
-threads); the timed pass 1.5 min. Wall clock 1 h 21 min; the parts add up to about 2 h, inside a
-2.5 h budget even one after the other. Scoring the base model beside the teacher's training
+a machine (2026-12-02, evening; two 1-thread jobs side by side, an evaluation beside each training
+job): data 27 s; teacher 150 steps 37 min (14.8 s per optimizer step of 2 x 8 questions x 5 facts);
+student 250 steps 32.5 min (7.8 s per step, the frozen teacher's forward pass included); accuracy
+on all 9,947 test and 1,000 dev questions 14 min (base), 12 min (teacher), 2 min (student, 2
+threads); the timed pass 1 min. Wall clock 1 h 20 min; the parts add up to about 1 h 45 min, inside
+a 2.5 h budget even one after the other. Scoring the base model beside the teacher's training
 (`evaluate --set 'eval.models=["base"]' --set 'eval.measure=["accuracy"]'`) is what saves time.
 """
 
@@ -136,7 +136,8 @@ class EvalConfig:
     mode: str = "token"
     """RAG decoding mode: token or sequence."""
     constrain: bool = True
-    """Constrain answers to the entity names of the retrieved facts (the question's linked entities excluded)."""
+    """Constrain answers to the entity names of the retrieved facts (shared.facts.answer_candidates: the question's
+    linked entities and facts of prior under 1e-6 left out), each fact's distribution renormalised over them."""
     max_new_tokens: int = 24
     """Decoding limit per answer (raised to the longest allowed name when constrained)."""
     dtype: str = "auto"
