@@ -252,8 +252,11 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter([r["latency_ms_per_answer"] for r in points], [r["hits@1"] for r in points])
     for r in points:
-        ax.annotate(f"{r['model']} ({r['hits@1']:.3f})", (r["latency_ms_per_answer"], r["hits@1"]),
+        ax.annotate(f"{r['model']} ({r['hits@1']:.4f})", (r["latency_ms_per_answer"], r["hits@1"]),
                     textcoords="offset points", xytext=(5, 3))
+    hits = [r["hits@1"] for r in points] or [0.0]
+    pad = max(0.01, (max(hits) - min(hits)) / 4)  # a span of 2 points at least: tiny gaps do not fill the plot
+    ax.set_ylim(min(hits) - pad, max(hits) + pad)
     ax.set_xlabel("latency per answer (ms, batched)")
     ax.set_ylabel("Hits@1, MetaQA 1-hop test")
     ax.set_xlim(0, 1.3 * max([r["latency_ms_per_answer"] for r in points], default=1))  # room for the labels
