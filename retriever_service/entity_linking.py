@@ -25,6 +25,7 @@ _COMMON_WORDS = frozenset(
     some any all one ones same also other than then so if not no yes many much more most""".split()
 )
 MAX_MENTION_TOKENS = 16
+LONG_MENTION = 3  # a mention of this many words is a name even when each word is common ("The To Do List")
 MASK = "X"  # stands for the linked entity in the text the relation prior reads
 
 
@@ -77,15 +78,23 @@ class EntityIndex:
         if hinted:
             return hinted
         tokens = fold_tokens(question)
-        spans = self._longest_spans(tokens)
-        specific = [s for s in spans if not all(t in _COMMON_WORDS for t in tokens[s[0]:s[1]])]
-        chosen = specific or spans
-        chosen.sort(key=lambda s: (-(s[1] - s[0]), s[0]))
-        keys = dict.fromkeys(" ".join(tokens[i:j]) for i, j in chosen)
+        chosen, overlapping = self._longest_spans(tokens)
+
+        def specific(span: tuple[int, int]) -> bool:
+            words = tokens[span[0] : span[1]]
+            return len(words) >= LONG_MENTION or not set(words) <= _COMMON_WORDS
+
+        def longest_first(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+            return sorted(spans, key=lambda s: (-(s[1] - s[0]), s[0]))
+
+        spans = longest_first(list(filter(specific, chosen)) or chosen) + longest_first(list(filter(specific, overlapping)))
+        keys = dict.fromkeys(" ".join(tokens[i:j]) for i, j in spans)
         return [LinkedEntity(key, tuple(sorted(self._names[key]))) for key in keys]
 
-    def _longest_spans(self, tokens: list[str]) -> list[tuple[int, int]]:
-        """Non-overlapping (start, end) token spans that are names, longer spans winning overlaps."""
+    def _longest_spans(self, tokens: list[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Non-overlapping (start, end) token spans that are names, longer spans winning overlaps;
+        then the spans that lost an overlap without lying inside the winner ("america 3000" against
+        "in america" in "who stars in america 3000"), as second choices."""
         found = []
         for i in range(len(tokens)):
             for j in range(min(len(tokens), i + self._longest), i, -1):
@@ -94,21 +103,23 @@ class EntityIndex:
                     break
         found.sort(key=lambda s: (-(s[1] - s[0]), s[0]))
         taken: set[int] = set()
-        chosen = []
+        chosen, lost = [], []
         for i, j in found:
             if taken.isdisjoint(range(i, j)):
                 chosen.append((i, j))
                 taken.update(range(i, j))
-        return chosen
+            else:
+                lost.append((i, j))
+        return chosen, [(i, j) for i, j in lost if not any(a <= i and j <= b for a, b in chosen)]
 
 
-def mask_mention(question: str, linked: list[LinkedEntity]) -> str:
-    """The question's folded words with its best-linked mention replaced by MASK ("who directed X"),
+def mask_mention(question: str, mention: LinkedEntity | None) -> str:
+    """The question's folded words with one linked mention replaced by MASK ("who directed X"),
     so that the entity's name, which dominates a sentence vector, does not decide the relation."""
     tokens = fold_tokens(question)
-    if linked:
-        mention = linked[0].mention.split()
-        for i in range(len(tokens) - len(mention) + 1):
-            if tokens[i : i + len(mention)] == mention:
-                return " ".join([*tokens[:i], MASK, *tokens[i + len(mention) :]])
+    if mention is not None:
+        words = mention.mention.split()
+        for i in range(len(tokens) - len(words) + 1):
+            if tokens[i : i + len(words)] == words:
+                return " ".join([*tokens[:i], MASK, *tokens[i + len(words) :]])
     return " ".join(tokens)

@@ -54,7 +54,7 @@ def label_questions(retriever: Retriever, questions: list[Question], pool: int) 
                 labels.append({relation_key(vars(f), names) for f in result.facts if is_gold(f, q)})
     finally:
         retriever.relations = saved
-    return retriever.relation_vectors([q.stripped for q in questions]), labels
+    return retriever.relation_vectors([q.text for q in questions]), labels  # the bracketed topic masked
 
 
 def recall_at(retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20), hints: bool = False) -> dict[int, float]:

@@ -9,6 +9,9 @@ regression on the masked question's vector. A candidate fact is scored by
 
     score = cosine(q, fact) + weight * log p(key(fact) | q),   p(key|q) = softmax((W v + b) / temperature)
 
+where q is read with the linked mention the fact touches masked (`Retriever._readings`: one
+reading per mention).
+
 It is fitted on training questions (MetaQA dev, never test) by `kgrag-ingest fit-relations`;
 weight and temperature are chosen on a held-out part of those questions.
 """
@@ -77,11 +80,10 @@ class RelationPrior:
         logits = (vectors @ self.weights.T + self.bias) / self.temperature  # (Q, R)
         return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
 
-    def rescore(self, cosines: list[float], keys: list[str], log_probs: np.ndarray) -> list[float]:
-        """Scores of one question's candidates; a key never seen in training gets the lowest log p."""
-        floor = float(log_probs.min())
-        return [c + self.weight * (float(log_probs[self._index[k]]) if k in self._index else floor)
-                for c, k in zip(cosines, keys)]
+    def log_prob(self, key: str, log_probs: np.ndarray) -> float:
+        """log p(key | q) from one row (R,) of `log_probs`; a key never seen in training gets the row's lowest."""
+        row = self._index.get(key)
+        return float(log_probs.min() if row is None else log_probs[row])
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -72,25 +72,41 @@ class Retriever:
         rerank = self.relations is not None and any(filters)
         start = time.perf_counter()
         vectors = self.encoder.encode([_BRACKETS.sub("", q) for q in queries])  # (Q, H)
-        log_probs = self.relations.log_probs(self.relation_vectors(queries, links)) if rerank else None  # (Q, R)
+        readings = self._readings(queries, links) if rerank else []
         self.observe("embed", time.perf_counter() - start)
         start = time.perf_counter()
         hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k, filters)
         self.observe("search", time.perf_counter() - start)
         results = []
         for i, (query, found, names) in enumerate(zip(queries, hits, filters)):
-            scores = [h.score for h in found]
-            if rerank and names:
-                keys = [relation_key(h.payload, set(names)) for h in found]
-                scores = self.relations.rescore(scores, keys, log_probs[i])
+            scores = self._rescore(found, links[i], readings[i]) if rerank and names else [h.score for h in found]
             order = np.argsort(-np.asarray(scores), kind="stable")[:k]
             results.append(SearchResult(query, self._facts([found[j] for j in order], [scores[j] for j in order]), links[i]))
         return results
 
-    def relation_vectors(self, queries: list[str], links: list[list[LinkedEntity]] | None = None) -> np.ndarray:
-        """What the relation prior reads: the vectors (Q, H) of the questions with their linked mention masked."""
-        links = [self.entities.link(q) for q in queries] if links is None else links
-        return self.encoder.encode([mask_mention(q, linked) for q, linked in zip(queries, links)])
+    def relation_vectors(self, queries: list[str]) -> np.ndarray:
+        """The vectors (Q, H) of the questions with their best-linked mention masked (a `[bracketed]`
+        topic when there is one): what the relation prior is fitted on."""
+        return self.encoder.encode([mask_mention(q, next(iter(self.entities.link(q)), None)) for q in queries])
+
+    def _readings(self, queries: list[str], links: list[list[LinkedEntity]]) -> list[np.ndarray]:
+        """log p(key | question read about mention m), (M, R) per query: one row per linked mention,
+        each masking that mention, so that a title like "Tension" is not read with "actors" masked
+        in "who are the actors in Tension" (the tag "actors" is an entity too)."""
+        texts = [mask_mention(q, mention) for q, linked in zip(queries, links) for mention in linked]
+        log_probs = self.relations.log_probs(self.encoder.encode(texts))  # (sum M, R)
+        return np.split(log_probs, np.cumsum([len(linked) for linked in links])[:-1])
+
+    def _rescore(self, found: list[StoredHit], linked: list[LinkedEntity], log_probs: np.ndarray) -> list[float]:
+        """cosine + weight * log p(key | question), read about the linked mention the fact touches
+        (the best reading when it touches several)."""
+        scores = []
+        for hit in found:
+            ends = {hit.payload["subject"], hit.payload["object"]}
+            terms = [self.relations.log_prob(relation_key(hit.payload, set(m.names)), log_probs[j])
+                     for j, m in enumerate(linked) if not ends.isdisjoint(m.names)]
+            scores.append(hit.score + self.relations.weight * max(terms))
+        return scores
 
     def _facts(self, hits: list[StoredHit], scores: list[float]) -> list[RetrievedFact]:
         priors = softmax_prior(scores, self.tau)

@@ -9,6 +9,10 @@ FACTS = [
     {"subject": "Amélie", "relation": "directed_by", "object": "Jean-Pierre Jeunet"},
     {"subject": "Tom", "relation": "release_year", "object": "2002"},
     {"subject": "United Kingdom", "relation": "also known as", "object": "Great Britain"},
+    {"subject": "The To Do List", "relation": "directed_by", "object": "Maggie Carey"},
+    {"subject": "Forrest Gump", "relation": "has_tags", "object": "director"},
+    {"subject": "In America", "relation": "directed_by", "object": "Jim Sheridan"},
+    {"subject": "America 3000", "relation": "directed_by", "object": "David Engelbach"},
 ]
 
 
@@ -48,6 +52,16 @@ def test_common_word_titles_only_as_last_resort():
     assert mentions(idx, "who directed her film with tom hanks")[0] == ("Tom Hanks",)
     assert ("Her",) not in mentions(idx, "who directed her film with tom hanks")
     assert mentions(idx, "who directed her") == [("Her",)]
+
+
+def test_long_titles_of_common_words_are_names():
+    assert mentions(index(), "who is the director of the to do list") == [("The To Do List",), ("director",)]
+
+
+def test_a_span_that_lost_an_overlap_is_a_second_choice():
+    assert mentions(index(), "who directed in america 3000") == [("In America",), ("America 3000",)]
+    assert mentions(index(), "who directed in america") == [("In America",)]
+    assert mentions(index(), "what films did tom hanks star in") == [("Tom Hanks",)]  # "tom" lies inside it
 
 
 def test_aliases_link_to_the_subject():

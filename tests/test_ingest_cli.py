@@ -82,3 +82,31 @@ def test_fit_relations_learns_which_relation_a_question_asks_for(tmp_path, capsy
     assert [(f.subject, f.relation, f.object) for f in top[:3]] == [
         ("Cast Away", "directed_by", "Robert Zemeckis"), *[("Cast Away", "starred_actors", "Tom Hanks")] * 2]
     assert (top[3].relation, top[3].object) == ("directed_by", "Robert Zemeckis")  # either of his two films
+
+
+def test_relation_read_about_each_linked_mention(tmp_path, capsys, encoder, monkeypatch):
+    """'actors' is an entity too (a tag): the relation prior reads the question once per linked mention,
+    each masked in turn, and scores a fact by the reading of the mention it touches. Masking only the
+    first mention found read "who are the X in tension" for every fact of the film."""
+    kb = tmp_path / "kb.txt"
+    kb.write_text("Tension|directed_by|John Berry\nTension|starred_actors|Richard Basehart\n"
+                  "Treasure Island|has_tags|actors\nBig|directed_by|Penny Marshall\nBig|starred_actors|Tom Hanks\n"
+                  "Up|directed_by|Pete Docter\nUp|starred_actors|Ed Asner\n")
+    run(capsys, "--data-dir", str(tmp_path), "load", str(kb))
+    questions = [("who directed [Big]", ["Penny Marshall"]), ("who is the director of [Up]", ["Pete Docter"]),
+                 ("who are the actors in [Big]", ["Tom Hanks"]), ("who acted in [Up]", ["Ed Asner"]),
+                 ("the director of [Big] is who", ["Penny Marshall"]), ("who starred in [Up]", ["Ed Asner"])]
+    path = tmp_path / "questions.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answers": a}) + "\n" for q, a in questions))
+    run(capsys, "--data-dir", str(tmp_path), "fit-relations", str(path))
+    state = RetrieverState(settings=RetrieverSettings(data_dir=tmp_path), encoder=encoder, metrics=Metrics("test"))
+    encoded = []
+    monkeypatch.setattr(encoder, "encode", lambda texts, encode=encoder.encode: encoded.extend(texts) or encode(texts))
+    try:
+        result = state.retriever().search(["who are the actors in tension", "who directed tension"], 2)
+    finally:
+        state.close()
+    assert [e.mention for e in result[0].linked] == ["actors", "tension"]
+    assert {"who are the X in tension", "who are the actors in X", "who directed X"} <= set(encoded)
+    assert [(r.facts[0].relation, r.facts[0].object) for r in result] == [
+        ("starred_actors", "Richard Basehart"), ("directed_by", "John Berry")]
