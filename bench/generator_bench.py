@@ -7,7 +7,8 @@ Needs the MetaQA index that `python -m bench.retriever_bench` builds (var/bench,
 test questions; the model is the one the service serves by default (the student when
 models/student exists, else the SmolLM2-135M-Instruct base) or `--model` (a directory, a .gguf,
 or "base" for the SmolLM2 base). The speed and http parts are stored per model name, so models
-can be compared side by side.
+can be compared side by side. The http part also reads each load level's CPU time per answer for
+both services and this client, and the machine's idle share, from /proc (Linux).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import random
 import re
 import time
@@ -152,6 +154,25 @@ async def _load(url: str, questions: list[str], concurrency: int) -> dict:
             "mean_batch": round(len(questions) / batches, 2)}
 
 
+def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system, all threads) of each process so far; the machine's idle and total seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # utime, stime: fields 14, 15
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    machine = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]  # user ... steal
+    out["idle"], out["total"] = machine[3] / tick, sum(machine) / tick
+    return out
+
+
+def _cpu_use(before: dict[str, float], after: dict[str, float], answers: int) -> dict:
+    """Where a load level's CPU went: ms per answer of each process, and the machine's idle share."""
+    spent = {k: after[k] - before[k] for k in before}
+    per_answer = {f"{k}_ms_per_answer": round(1000 * v / answers, 1) for k, v in spent.items() if k not in ("idle", "total")}
+    return {**per_answer, "machine_idle": round(spent["idle"] / spent["total"], 2)}
+
+
 def over_http(args, questions: list[Question]) -> dict:
     env = {"KGRAG_RETRIEVER_DATA_DIR": str(args.data_dir), "KGRAG_RETRIEVER_COLLECTION": "metaqa"}
     retriever = ServiceProcess("retriever_service", 18601, env, Path("var/log/bench_retriever.log")).start()
@@ -164,8 +185,11 @@ def over_http(args, questions: list[Question]) -> dict:
         texts = [q.stripped for q in questions]
         served = httpx.get(f"{generator.url}/readyz", timeout=10).json().get("model")
         out = {"model": served, "latency": asyncio.run(_load(generator.url, texts[: args.latency_n], 1))}
+        pids = {"retriever": retriever.proc.pid, "generator": generator.proc.pid, "client": os.getpid()}
         for c in (1, 8, 32):
-            out[f"concurrency {c}"] = row = asyncio.run(_load(generator.url, texts[: args.throughput_n], c))
+            before = _cpu_snapshot(pids)
+            row = asyncio.run(_load(generator.url, texts[: args.throughput_n], c))
+            out[f"concurrency {c}"] = row = {**row, "cpu": _cpu_use(before, _cpu_snapshot(pids), row["n"])}
             print(f"concurrency {c}: {row}", flush=True)
         base = out["concurrency 1"]["answers_per_s"]
         out["throughput_ratio_c8_c1"] = round(out["concurrency 8"]["answers_per_s"] / base, 2)
