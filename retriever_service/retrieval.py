@@ -71,8 +71,10 @@ class Retriever:
         filters = [sorted({name for e in linked for name in e.names}) or None for linked in links]
         rerank = self.relations is not None and any(filters)
         start = time.perf_counter()
-        vectors = self.encoder.encode([_BRACKETS.sub("", q) for q in queries])  # (Q, H)
-        readings = self._readings(queries, links) if rerank else []
+        masked = [mask_mention(q, mention) for q, linked in zip(queries, links) for mention in linked] if rerank else []
+        vectors = self.encoder.encode([_BRACKETS.sub("", q) for q in queries] + masked)  # (Q + M, H): one pass
+        readings = self._readings(vectors[len(queries) :], links) if rerank else []
+        vectors = vectors[: len(queries)]  # (Q, H)
         self.observe("embed", time.perf_counter() - start)
         start = time.perf_counter()
         hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k, filters)
@@ -89,12 +91,11 @@ class Retriever:
         topic when there is one): what the relation prior is fitted on."""
         return self.encoder.encode([mask_mention(q, next(iter(self.entities.link(q)), None)) for q in queries])
 
-    def _readings(self, queries: list[str], links: list[list[LinkedEntity]]) -> list[np.ndarray]:
-        """log p(key | question read about mention m), (M, R) per query: one row per linked mention,
-        each masking that mention, so that a title like "Tension" is not read with "actors" masked
-        in "who are the actors in Tension" (the tag "actors" is an entity too)."""
-        texts = [mask_mention(q, mention) for q, linked in zip(queries, links) for mention in linked]
-        log_probs = self.relations.log_probs(self.encoder.encode(texts))  # (sum M, R)
+    def _readings(self, masked: np.ndarray, links: list[list[LinkedEntity]]) -> list[np.ndarray]:
+        """log p(key | question read about mention m), (M, R) per query, from the vectors (sum M, H) of
+        the question with each linked mention masked in turn, so that a title like "Tension" is not
+        read with "actors" masked in "who are the actors in Tension" (the tag "actors" is an entity too)."""
+        log_probs = self.relations.log_probs(masked)  # (sum M, R)
         return np.split(log_probs, np.cumsum([len(linked) for linked in links])[:-1])
 
     def _rescore(self, found: list[StoredHit], linked: list[LinkedEntity], log_probs: np.ndarray) -> list[float]:
