@@ -17,30 +17,12 @@ from generator_service.rag import RagGenerator
 from generator_service.settings import GeneratorSettings
 from retriever_service.app import create_app as create_retriever_app
 from retriever_service.settings import RetrieverSettings
+from retriever_transport import FACTS, RetrieverTransport
 from tiny_lm import tiny_lm
 
-FACTS = [
-    {"subject": "France", "relation": "capital", "object": "Paris"},
-    {"subject": "Germany", "relation": "capital", "object": "Berlin"},
-    {"subject": "France", "relation": "borders", "object": "Spain"},
-]
 QUESTION = "What is the capital of France?"
 NEW_METRICS = ["generator_queue_size", "generator_generated_tokens_total", "generator_generation_duration_seconds",
                "generator_seconds_per_token", "generator_retriever_call_duration_seconds"]
-
-
-class Switch(httpx.AsyncBaseTransport):
-    """An ASGI transport to the retriever app that can be switched off (connection refused) and on;
-    it records the path and X-Request-ID of every attempt."""
-
-    def __init__(self, app) -> None:
-        self.inner, self.up, self.calls = httpx.ASGITransport(app=app), True, []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append((request.url.path, request.headers.get("x-request-id")))
-        if not self.up:
-            raise httpx.ConnectError("connection refused", request=request)
-        return await self.inner.handle_async_request(request)
 
 
 class Blocking:
@@ -82,7 +64,7 @@ def rag():
 
 @pytest.fixture
 def switch(retriever):
-    return Switch(retriever.app)
+    return RetrieverTransport(retriever.app)
 
 
 def _settings(**overrides) -> GeneratorSettings:
@@ -165,7 +147,7 @@ def test_batch_is_one_retriever_call_and_matches_single_answers(client, switch):
     switch.calls.clear()
     r = client.post("/v1/answer/batch", json={"questions": questions, "k": 2, "mode": "sequence"})
     assert r.status_code == 200, r.text
-    assert [path for path, _ in switch.calls] == ["/v1/search/batch"]
+    assert [call.path for call in switch.calls] == ["/v1/search/batch"]
     results = r.json()["results"]
     assert [res["question"] for res in results] == questions
     for question, res in zip(questions, results):
@@ -191,7 +173,7 @@ def test_request_id_is_echoed_and_passed_to_the_retriever(client, switch):
     r = client.post("/v1/answer", json={"question": QUESTION, "max_new_tokens": 2},
                     headers={"X-Request-ID": "req-42"})
     assert r.status_code == 200 and r.headers["x-request-id"] == "req-42"
-    assert switch.calls == [("/v1/search", "req-42")]
+    assert [(call.path, call.request_id) for call in switch.calls] == [("/v1/search", "req-42")]
 
 
 @pytest.mark.parametrize("path, body, code, says", [

@@ -2,9 +2,7 @@
 reached through a transport that records every call and can hold calls back."""
 
 import asyncio
-import json
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import Histogram
@@ -14,31 +12,11 @@ from generator_service.search_coalescing import SearchCoalescer
 from generator_service.settings import GeneratorSettings
 from retriever_service.app import create_app as create_retriever_app
 from retriever_service.settings import RetrieverSettings
+from retriever_transport import FACTS, RetrieverTransport
 
-FACTS = [
-    {"subject": "France", "relation": "capital", "object": "Paris"},
-    {"subject": "Germany", "relation": "capital", "object": "Berlin"},
-    {"subject": "France", "relation": "borders", "object": "Spain"},
-]
 QUESTIONS = ["What is the capital of France?", "What is the capital of Germany?", "Which country borders France?",
              "Where is Paris?", "Berlin?"]
 MAX_QUERY_CHARS = 200
-
-
-class Gate(httpx.AsyncBaseTransport):
-    """To the retriever app; records (path, queries, request id) of every call, and holds calls until `open`."""
-
-    def __init__(self, app, up: bool = True) -> None:
-        self.inner, self.up, self.calls = httpx.ASGITransport(app=app), up, []
-        self.open = asyncio.Event()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        self.calls.append((request.url.path, body.get("queries", [body.get("query")]), request.headers.get("x-request-id")))
-        await self.open.wait()
-        if not self.up:
-            raise httpx.ConnectError("connection refused", request=request)
-        return await self.inner.handle_async_request(request)
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +28,12 @@ def retriever(tmp_path_factory, encoder):
         yield client
 
 
-def _client(gate: Gate) -> RetrieverClient:
+def _client(gate: RetrieverTransport) -> RetrieverClient:
     settings = GeneratorSettings(retriever_retries=0)
     return RetrieverClient(settings, Histogram("calls", "retriever calls", registry=None), transport=gate)
 
 
-async def _search_all(gate: Gate, questions: list[str], max_batch: int) -> list:
+async def _search_all(gate: RetrieverTransport, questions: list[str], max_batch: int) -> list:
     """The first question searched (k=2), then the others while its call is held; then the calls go through."""
     coalescer = SearchCoalescer(_client(gate), max_batch=max_batch)
     first = asyncio.create_task(coalescer.search(questions[0], 2, "req-0"))
@@ -70,7 +48,7 @@ async def _search_all(gate: Gate, questions: list[str], max_batch: int) -> list:
 
 def test_searches_that_arrive_during_a_call_go_together(retriever):
     async def main():
-        gate = Gate(retriever.app)
+        gate = RetrieverTransport(retriever.app, held=True)
         results = await _search_all(gate, QUESTIONS, max_batch=3)
         alone = [await _client(gate).search(q, 2, None) for q in QUESTIONS]
         return gate.calls[: len(QUESTIONS)], results, alone
@@ -90,7 +68,7 @@ def test_a_refused_batch_is_retried_one_by_one(retriever):
     questions = [QUESTIONS[0], QUESTIONS[1], "x" * (MAX_QUERY_CHARS + 1), QUESTIONS[2]]
 
     async def main():
-        gate = Gate(retriever.app)
+        gate = RetrieverTransport(retriever.app, held=True)
         return gate.calls, await _search_all(gate, questions, max_batch=8)
 
     calls, results = asyncio.run(main())
@@ -101,6 +79,6 @@ def test_a_refused_batch_is_retried_one_by_one(retriever):
 
 def test_retriever_down_fails_every_waiting_search(retriever):
     async def main():
-        return await _search_all(Gate(retriever.app, up=False), QUESTIONS, max_batch=8)
+        return await _search_all(RetrieverTransport(retriever.app, up=False, held=True), QUESTIONS, max_batch=8)
 
     assert all(isinstance(result, RetrieverUnavailable) for result in asyncio.run(main()))
