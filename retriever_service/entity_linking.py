@@ -4,7 +4,9 @@ Every subject and object name (and every alias) is folded to its word tokens
 (`shared.names.fold_tokens`); a question is scanned for token n-grams that are names, longest
 first. A `[bracketed]` span is taken as a hint when it names an entity, but linking works
 without brackets. Mentions made only of common words ('the', 'what', 'her') are kept only when
-nothing better was found, since titles such as 'Her' or 'Up' would otherwise match everywhere.
+nothing better was found, since titles such as 'Her' or 'Up' would otherwise match everywhere,
+unless they are three words or more ('The To Do List'). A name that lost an overlap to a longer
+one without lying inside it comes after the winners ('America 3000' after 'In America').
 """
 
 from __future__ import annotations
