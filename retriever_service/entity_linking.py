@@ -80,23 +80,21 @@ class EntityIndex:
         if hinted:
             return hinted
         tokens = fold_tokens(question)
-        chosen, overlapping = self._longest_spans(tokens)
+        chosen, overlapping = self._longest_spans(tokens)  # each longest first
 
         def specific(span: tuple[int, int]) -> bool:
             words = tokens[span[0] : span[1]]
             return len(words) >= LONG_MENTION or not set(words) <= _COMMON_WORDS
 
-        def longest_first(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-            return sorted(spans, key=lambda s: (-(s[1] - s[0]), s[0]))
-
-        spans = longest_first(list(filter(specific, chosen)) or chosen) + longest_first(list(filter(specific, overlapping)))
+        spans = ([s for s in chosen if specific(s)] or chosen) + [s for s in overlapping if specific(s)]
         keys = dict.fromkeys(" ".join(tokens[i:j]) for i, j in spans)
         return [LinkedEntity(key, tuple(sorted(self._names[key]))) for key in keys]
 
     def _longest_spans(self, tokens: list[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Non-overlapping (start, end) token spans that are names, longer spans winning overlaps;
         then the spans that lost an overlap without lying inside the winner ("america 3000" against
-        "in america" in "who stars in america 3000"), as second choices."""
+        "in america" in "who stars in america 3000"), as second choices. Both lists are longest
+        first, then by position."""
         found = []
         for i in range(len(tokens)):
             for j in range(min(len(tokens), i + self._longest), i, -1):

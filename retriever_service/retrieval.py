@@ -101,11 +101,12 @@ class Retriever:
     def _rescore(self, found: list[StoredHit], linked: list[LinkedEntity], log_probs: np.ndarray) -> list[float]:
         """cosine + weight * log p(key | question), read about the linked mention the fact touches
         (the best reading when it touches several)."""
+        names = [set(m.names) for m in linked]  # once per query, not per candidate (rerank_pool of them)
         scores = []
         for hit in found:
             ends = {hit.payload["subject"], hit.payload["object"]}
-            terms = [self.relations.log_prob(relation_key(hit.payload, set(m.names)), log_probs[j])
-                     for j, m in enumerate(linked) if not ends.isdisjoint(m.names)]
+            terms = [self.relations.log_prob(relation_key(hit.payload, mention), log_probs[j])
+                     for j, mention in enumerate(names) if not ends.isdisjoint(mention)]
             scores.append(hit.score + self.relations.weight * max(terms))
         return scores
 
