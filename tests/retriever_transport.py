@@ -1,17 +1,32 @@
-"""An httpx transport to the retriever app in-process, for the generator's tests: it records every
-call, can refuse connections (`up = False`) and can hold calls back until `open` is set."""
+"""The retriever app in-process for the generator's tests, and an httpx transport to it that records
+every call, can refuse connections (`up = False`) and can hold calls back until `open` is set."""
 
 import asyncio
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import httpx
+from fastapi.testclient import TestClient
+
+from retriever_service.app import create_app
+from retriever_service.settings import RetrieverSettings
 
 FACTS = [
     {"subject": "France", "relation": "capital", "object": "Paris"},
     {"subject": "Germany", "relation": "capital", "object": "Berlin"},
     {"subject": "France", "relation": "borders", "object": "Spain"},
 ]
+
+
+def running_retriever(data_dir: Path, encoder, facts: list[dict], **settings) -> Iterator[TestClient]:
+    """The retriever app (Qdrant in memory) with `facts` loaded, started; for a fixture to `yield from`."""
+    app = create_app(RetrieverSettings(qdrant_url=":memory:", data_dir=data_dir, **settings), encoder=encoder)
+    with TestClient(app) as client:
+        if facts:
+            assert client.post("/v1/facts", json={"facts": facts}).status_code == 200
+        yield client
 
 
 class Call(NamedTuple):

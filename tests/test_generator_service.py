@@ -15,9 +15,7 @@ from fastapi.testclient import TestClient
 from generator_service.app import create_app
 from generator_service.rag import RagGenerator
 from generator_service.settings import GeneratorSettings
-from retriever_service.app import create_app as create_retriever_app
-from retriever_service.settings import RetrieverSettings
-from retriever_transport import FACTS, RetrieverTransport
+from retriever_transport import FACTS, RetrieverTransport, running_retriever
 from tiny_lm import tiny_lm
 
 QUESTION = "What is the capital of France?"
@@ -38,23 +36,14 @@ class Blocking:
         return self.inner.generate(requests)
 
 
-def _retriever(tmp_path_factory, encoder, facts):
-    settings = RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("retriever"), max_k=10)
-    app = create_retriever_app(settings, encoder=encoder)
-    with TestClient(app) as client:
-        if facts:
-            assert client.post("/v1/facts", json={"facts": facts}).status_code == 200
-        yield client
-
-
 @pytest.fixture(scope="module")
 def retriever(tmp_path_factory, encoder):
-    yield from _retriever(tmp_path_factory, encoder, FACTS)
+    yield from running_retriever(tmp_path_factory.mktemp("retriever"), encoder, FACTS, max_k=10)
 
 
 @pytest.fixture(scope="module")
 def empty_retriever(tmp_path_factory, encoder):
-    yield from _retriever(tmp_path_factory, encoder, [])
+    yield from running_retriever(tmp_path_factory.mktemp("retriever"), encoder, [], max_k=10)
 
 
 @pytest.fixture(scope="module")

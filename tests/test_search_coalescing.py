@@ -4,15 +4,12 @@ reached through a transport that records every call and can hold calls back."""
 import asyncio
 
 import pytest
-from fastapi.testclient import TestClient
 from prometheus_client import Histogram
 
 from generator_service.retriever_client import RetrieverClient, RetrieverRejected, RetrieverUnavailable
 from generator_service.search_coalescing import SearchCoalescer
 from generator_service.settings import GeneratorSettings
-from retriever_service.app import create_app as create_retriever_app
-from retriever_service.settings import RetrieverSettings
-from retriever_transport import FACTS, RetrieverTransport
+from retriever_transport import FACTS, RetrieverTransport, running_retriever
 
 QUESTIONS = ["What is the capital of France?", "What is the capital of Germany?", "Which country borders France?",
              "Where is Paris?", "Berlin?"]
@@ -21,11 +18,7 @@ MAX_QUERY_CHARS = 200
 
 @pytest.fixture(scope="module")
 def retriever(tmp_path_factory, encoder):
-    settings = RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("retriever"),
-                                 max_query_chars=MAX_QUERY_CHARS)
-    with TestClient(create_retriever_app(settings, encoder=encoder)) as client:
-        assert client.post("/v1/facts", json={"facts": FACTS}).status_code == 200
-        yield client
+    yield from running_retriever(tmp_path_factory.mktemp("retriever"), encoder, FACTS, max_query_chars=MAX_QUERY_CHARS)
 
 
 def _client(gate: RetrieverTransport) -> RetrieverClient:
