@@ -129,7 +129,7 @@ def main() -> None:
     if not args.reuse:
         shutil.rmtree(args.data_dir / "metaqa", ignore_errors=True)
         settings.relation_prior_path.unlink(missing_ok=True)
-    state = RetrieverState(settings=settings, encoder=Encoder.load(bf16=True), metrics=Metrics("bench"))
+    state = RetrieverState(settings=settings, encoder=Encoder.load(), metrics=Metrics("bench"))
     previous = RESULTS / "retriever.json"
     if not args.reuse or state.store().count() == 0:
         result["ingest"] = ingest(state, kb)

@@ -83,8 +83,9 @@ class TrainConfig:
     """Gradient clipping norm (0 disables)."""
     max_answer_tokens: int = 24
     """Examples whose answer (with its EOS) is longer than this are skipped."""
-    bf16: bool = True
-    """bf16 autocast (CPU with AMX, or CUDA); weights and optimizer state stay float32."""
+    bf16: bool | None = None
+    """bf16 autocast; weights and optimizer state stay float32. None (auto): on where bf16 is native (CUDA, a CPU
+    with AMX or AVX512-BF16); elsewhere it is emulated and many times slower than float32."""
     checkpoint_every: int = 25
     """Save a checkpoint (model, optimizer, scheduler, RNG states, data position) every N steps."""
     keep_checkpoints: int = 2

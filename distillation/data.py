@@ -138,7 +138,7 @@ def open_retriever(cfg: DataConfig) -> RetrieverState:
     """The in-process retriever over the configured index (call .retriever(); .close() when done)."""
     settings = RetrieverSettings(data_dir=Path(cfg.retriever_data_dir), collection=cfg.retriever_collection,
                                  qdrant_url=cfg.retriever_url)
-    return RetrieverState(settings=settings, encoder=Encoder.load(bf16=True), metrics=Metrics("distillation"))
+    return RetrieverState(settings=settings, encoder=Encoder.load(), metrics=Metrics("distillation"))
 
 
 def write_examples(path: Path, examples: list[Example]) -> None:

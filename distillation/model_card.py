@@ -45,7 +45,7 @@ def model_card(title: str, *, base: str, description: str, loss: str, manifest: 
 - Loss: {loss}
 - Steps: {report.steps} optimizer steps of {train.grad_accum} x {train.batch_size} questions, AdamW lr {train.lr}
   (warm-up {train.warmup_steps}, cosine to {train.min_lr_ratio} x lr), weight decay {train.weight_decay},
-  bf16 autocast: {train.bf16}
+  bf16 autocast: {"auto (where native)" if train.bf16 is None else train.bf16}
 - Loss reached: {report.first_loss:.4f} at the start -> {report.final_loss:.4f} at the end (means of 10 steps, fewer
   in short runs)
 - Run: {_run(report)}

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from distillation.config import DistillConfig, TrainConfig, save_config
 from distillation.data import Example
+from shared.precision import resolve_bf16
 
 log = logging.getLogger(__name__)
 LossFn = Callable[[list[Example]], tuple[torch.Tensor, int, dict[str, float]]]  # -> loss, tokens fed, parts to log
@@ -54,7 +55,7 @@ def train(model: torch.nn.Module, loss_fn: LossFn, examples: list[Example], cfg:
     scheduler = LambdaLR(optimizer, partial(lr_factor, cfg))
     start = _start(model, optimizer, scheduler, cfg, out_dir, config.seed)
     device = next(model.parameters()).device
-    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=resolve_bf16(cfg.bf16, device))
     seconds, tokens = 0.0, 0
     with tqdm(total=cfg.steps, initial=start, desc=desc, unit="step") as bar, open(out_dir / "log.jsonl", "a") as out:
         for step in range(start, cfg.steps):

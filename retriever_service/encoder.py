@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from shared.precision import resolve_bf16
+
 log = logging.getLogger(__name__)
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -49,7 +51,8 @@ class Encoder:
     _traced: torch.jit.ScriptModule | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, *, bf16: bool = True, threads: int | None = None) -> "Encoder":
+    def load(cls, model_dir: Path | None = None, *, bf16: bool | None = None, threads: int | None = None) -> "Encoder":
+        """bf16: autocast for batches of BF16_MIN_BATCH texts or more; None (auto) where bf16 is native."""
         if threads:
             torch.set_num_threads(threads)
         path = model_dir or bundled_model_dir()
@@ -58,7 +61,7 @@ class Encoder:
             model = AutoModel.from_pretrained(path).eval()
         except (OSError, ValueError) as exc:
             raise EncoderLoadError(f"cannot load the encoder from {path}: {exc}") from exc
-        return cls(model=model, tokenizer=tokenizer, bf16=bf16, dim=model.config.hidden_size)
+        return cls(model=model, tokenizer=tokenizer, bf16=resolve_bf16(bf16), dim=model.config.hidden_size)
 
     def _autocast(self, batch: int):
         if self.bf16 and batch >= BF16_MIN_BATCH:

@@ -34,7 +34,8 @@ class RetrieverSettings(BaseSettings):
     max_facts_per_request: int = Field(5000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
     max_in_flight: int = Field(64, ge=1, description="most requests served at once; more are refused with 429")
-    encoder_bf16: bool = Field(True, description="bf16 autocast for the encoder (AMX); vectors agree to cos > 0.999")
+    encoder_bf16: bool | None = Field(None, description="bf16 autocast for the encoder's batches; unset: on where bf16 "
+                                      "is native (AMX, AVX512-BF16), emulated and slow elsewhere")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None keeps torch's default")
 
     @model_validator(mode="after")

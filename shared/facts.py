@@ -29,11 +29,25 @@ def humanize(name: str) -> str:
     return _SEPARATORS.sub(" ", name).strip()
 
 
+# What a triple's end is. An entity (or a short literal: a name, a date, a number) can be linked and can
+# be an answer. A node is an intermediate resource (DBpedia's `X__PersonFunction__1`): paths go through
+# it, but it is never linked nor offered as an answer. A text is a long literal (an abstract): it can be
+# read as context, but it is never linked nor an answer.
+ENTITY, NODE, TEXT = "entity", "node", "text"
+KINDS = (ENTITY, NODE, TEXT)
+
+
 @dataclass(frozen=True, slots=True)
 class Triple:
     subject: str
     relation: str
     object: str
+    subject_kind: str = ENTITY
+    object_kind: str = ENTITY
+
+    def __post_init__(self) -> None:
+        if self.subject_kind not in KINDS or self.object_kind not in KINDS:
+            raise ValueError(f"a triple end's kind is one of {KINDS}: {self.subject_kind!r}, {self.object_kind!r}")
 
     @property
     def id(self) -> str:
@@ -44,7 +58,15 @@ class Triple:
         return fact_sentence(self.subject, self.relation, self.object)
 
     def payload(self) -> dict[str, str]:
-        return {"subject": self.subject, "relation": self.relation, "object": self.object, "text": self.text}
+        """What the store keeps; a kind is written only when it is not ENTITY (stores from before kinds read the same)."""
+        kinds = {f"{end}_kind": kind for end, kind in (("subject", self.subject_kind), ("object", self.object_kind))
+                 if kind != ENTITY}
+        return {"subject": self.subject, "relation": self.relation, "object": self.object, "text": self.text, **kinds}
+
+
+def kind_of(payload: dict, end: str) -> str:
+    """The kind of a stored fact's end ("subject" or "object")."""
+    return payload.get(f"{end}_kind", ENTITY)
 
 
 def fact_id(subject: str, relation: str, obj: str) -> str:

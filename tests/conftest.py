@@ -12,4 +12,4 @@ def encoder():
     """The real all-MiniLM-L6-v2 from the installed wheel, loaded once for the session."""
     from retriever_service.encoder import Encoder
 
-    return Encoder.load(bf16=True)
+    return Encoder.load()
