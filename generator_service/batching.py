@@ -6,7 +6,7 @@ resolves each request's future. Requests announce themselves while they are stil
 retrieved (`arriving`); a batch waits (at most `wait_s`) for those that would fit in it, and starts
 at once when none is on its way. A fixed window would either delay a lone request or split
 concurrent ones whose retrieval finished a few ms apart into small batches. A full queue
-is refused at once (429); a request that is cancelled or times out is skipped or its result
+is refused at once (QueueFull); a request that is cancelled or times out is skipped or its result
 dropped, and a failing batch fails only its own requests. `close()` stops accepting, drains
 what is queued, then ends the worker.
 """
@@ -23,12 +23,22 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from shared.errors import ServiceError
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 _STOP = object()  # queued by close(), after the last request
+
+
+class QueueFull(Exception):
+    """The queue has no room for the items; none of them was queued."""
+
+
+class ShuttingDown(Exception):
+    """The batcher was closed: it takes nothing more."""
+
+
+class GenerationTimeout(Exception):
+    """The items' outcomes did not come within the time allowed."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +88,12 @@ class Batcher(Generic[T, R]):
         self._worker = asyncio.create_task(self._work(), name="batch-worker")
 
     async def run(self, items: list[T], timeout_s: float) -> list[Outcome[R]]:
-        """Queue all items (all or none: 429 if they do not fit) and wait for their outcomes."""
+        """Queue all items (all or none: QueueFull if they do not fit) and wait for their outcomes."""
         if self._closed:
-            raise ServiceError(503, "shutting_down", "the service is shutting down", headers={"Retry-After": "1"})
+            raise ShuttingDown("the service is shutting down")
         free = self._queue.maxsize - self._queue.qsize()
         if len(items) > free:
-            raise ServiceError(429, "queue_full", f"the generation queue is full ({self._queue.maxsize} waiting); "
-                               "retry later", headers={"Retry-After": "1"})
+            raise QueueFull(f"the generation queue is full ({self._queue.maxsize} waiting); retry later")
         loop = asyncio.get_running_loop()
         jobs = [_Job(item, self._rows_of(item), loop.create_future()) for item in items]
         for job in jobs:
@@ -94,7 +103,7 @@ class Batcher(Generic[T, R]):
         try:
             return await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), timeout_s)
         except TimeoutError as exc:  # wait_for has cancelled the futures: the worker will skip them
-            raise ServiceError(504, "generation_timeout", f"no answer within {timeout_s:g} s") from exc
+            raise GenerationTimeout(f"no answer within {timeout_s:g} s") from exc
 
     async def close(self) -> None:
         self._closed = True

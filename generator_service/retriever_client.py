@@ -1,9 +1,12 @@
 """The retriever's HTTP client: one `httpx.AsyncClient`, explicit timeouts, errors mapped in one place.
 
 Every transport error (after bounded retries of connection failures, which are safe to repeat:
-the request never reached the retriever) and every retriever 5xx becomes `RetrieverUnavailable`
-(503 with Retry-After); a retriever 4xx is passed on with its status, code and message. The
-client holds no failure state, so the service recovers as soon as the retriever is back.
+the request never reached the retriever), every retriever 5xx and a response that is not what the
+retriever's API promises become `RetrieverUnavailable`; a retriever 4xx is `RetrieverRejected`,
+with its status, code, message and Retry-After, and a 401 or 403 `RetrieverAuthFailed` (the
+generator's key, not the client's request). None of them knows what the service answers
+(shared/errors.py does). The client holds no failure state, so the service recovers as soon as the
+retriever is back.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
 from generator_service.settings import GeneratorSettings
-from shared.errors import ServiceError
 from shared.middleware import REQUEST_ID_HEADER
 from shared.retriever_api import BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse
 
@@ -25,13 +27,28 @@ Model = TypeVar("Model", bound=BaseModel)
 _RETRIED = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
-class RetrieverUnavailable(ServiceError):
-    def __init__(self, message: str) -> None:
-        super().__init__(503, "retriever_unavailable", message, headers={"Retry-After": "1"})
+class RetrieverError(Exception):
+    """A retriever call that gave no result."""
 
 
-class RetrieverRejected(ServiceError):
-    """The retriever answered 4xx: the client's request was at fault, so it gets the 4xx."""
+class RetrieverUnavailable(RetrieverError):
+    """The retriever is unreachable or failing (a transport error after the retries, or a 5xx)."""
+
+
+class RetrieverMalformed(RetrieverUnavailable):
+    """The retriever answered, but not with what its API promises."""
+
+
+class RetrieverAuthFailed(RetrieverError):
+    """The retriever refused the generator's own credentials (401, 403)."""
+
+
+class RetrieverRejected(RetrieverError):
+    """The retriever refused the request (4xx): the query was at fault. Its status, code and Retry-After."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.retry_after = status, code, retry_after
 
 
 class RetrieverClient:
@@ -91,7 +108,7 @@ class RetrieverClient:
                 attempt += 1
 
 
-def _error(response: httpx.Response) -> ServiceError:
+def _error(response: httpx.Response) -> RetrieverError:
     """A retriever error response (shared shape, or anything else) as the error to raise."""
     try:
         error = response.json()["error"]
@@ -99,17 +116,16 @@ def _error(response: httpx.Response) -> ServiceError:
     except (ValueError, KeyError, TypeError):
         code, message = "retriever_error", response.text[:200]
     if response.status_code in (401, 403):  # our credentials, not the client's request
-        return ServiceError(502, "retriever_auth_failed",
-                            f"the retriever refused the generator's API key (KGRAG_GENERATOR_RETRIEVER_API_KEY): {message}")
+        return RetrieverAuthFailed(
+            f"the retriever refused the generator's API key (KGRAG_GENERATOR_RETRIEVER_API_KEY): {message}")
     if response.status_code >= 500:
         return RetrieverUnavailable(f"retriever failed (HTTP {response.status_code} {code}): {message}")
-    retry_after = response.headers.get("retry-after")  # a 429 tells the client when to come back
-    return RetrieverRejected(response.status_code, code, f"retriever: {message}",
-                             headers={"Retry-After": retry_after} if retry_after else None)
+    # a 429 tells the client when to come back
+    return RetrieverRejected(response.status_code, code, f"retriever: {message}", response.headers.get("retry-after"))
 
 
 def _parse(response: httpx.Response, model: type[Model]) -> Model:
     try:
         return model.model_validate_json(response.content)
     except ValidationError as exc:
-        raise RetrieverUnavailable(f"malformed retriever response: {exc.error_count()} schema errors") from exc
+        raise RetrieverMalformed(f"malformed retriever response: {exc.error_count()} schema errors") from exc

@@ -7,7 +7,7 @@ flight; those that arrive meanwhile wait for that call to end and then go as one
 /v1/search/batch call (at most `max_batch` queries, embedded together by the retriever), so a lone
 request waits for nothing. A coalesced call carries its requests' ids, comma-separated. When the
 retriever refuses a batch (4xx), its queries are retried one by one, so that each request gets
-its own result or error; any other failure (503) is every request's.
+its own result or error; any other failure (the retriever down) is every request's.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from generator_service.retriever_client import RetrieverClient, RetrieverRejected, RetrieverUnavailable
+from generator_service.retriever_client import RetrieverClient, RetrieverMalformed, RetrieverRejected
 from shared.retriever_api import SearchResponse
 
 
@@ -70,7 +70,7 @@ class SearchCoalescer:
         ids = ",".join(search.request_id for search in batch if search.request_id) or None
         results = (await self._client.search_batch([search.query for search in batch], k, ids)).results
         if len(results) != len(batch):
-            raise RetrieverUnavailable(f"the retriever answered {len(results)} results for {len(batch)} queries")
+            raise RetrieverMalformed(f"the retriever answered {len(results)} results for {len(batch)} queries")
         return results
 
 

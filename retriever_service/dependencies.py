@@ -1,4 +1,4 @@
-"""FastAPI dependencies of the retriever: the app state, and the store errors turned into 503."""
+"""FastAPI dependencies of the retriever: the app state, a failing store forgotten, and the checks of k and the queries."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ State = Annotated[RetrieverState, Depends(get_state)]
 
 @contextmanager
 def store_errors(state: RetrieverState) -> Iterator[None]:
-    """Run store work; a store that is down or failing becomes a 503 with Retry-After."""
+    """Run store work; a store that is down or failing is forgotten (the next request reconnects), and its
+    StoreError goes on to the edge (shared/errors.py: 503 with Retry-After)."""
     try:
         yield
     except StoreError as exc:
         state.store_failed(exc)
-        raise ServiceError(503, "store_unavailable", f"the fact store is unavailable: {exc}",
-                           headers={"Retry-After": "1"}) from exc
+        raise
 
 
 def check_k(state: RetrieverState, k: int | None) -> int:

@@ -9,11 +9,11 @@ import pytest
 from fastapi import FastAPI
 
 from generator_service.app import create_app as create_generator_app
-from generator_service.retriever_client import RetrieverClient
+from generator_service.retriever_client import RetrieverClient, RetrieverRejected
 from generator_service.settings import GeneratorSettings
 from retriever_service.app import create_app as create_retriever_app
 from retriever_service.settings import RetrieverSettings
-from shared.errors import ServiceError, install_error_handlers
+from shared.errors import failure_of, install_error_handlers
 from shared.metrics import Metrics
 from shared.middleware import ConcurrencyLimitMiddleware, ServiceMiddleware
 
@@ -72,7 +72,7 @@ def test_a_retriever_429_is_passed_on_with_retry_after():
     body = {"error": {"code": "too_many_requests", "message": "busy", "details": []}, "request_id": None}
     busy = httpx.MockTransport(lambda request: httpx.Response(429, json=body, headers={"Retry-After": "1"}))
     client = RetrieverClient(GeneratorSettings(), Metrics("client").histogram("calls", "calls"), transport=busy)
-    with pytest.raises(ServiceError) as refused:
+    with pytest.raises(RetrieverRejected) as refused:
         asyncio.run(client.search("What is the capital of France?", 3, None))
-    assert (refused.value.status, refused.value.code, refused.value.headers) == (429, "too_many_requests",
-                                                                                 {"Retry-After": "1"})
+    answer = failure_of(refused.value)
+    assert (answer.status, answer.code, answer.headers) == (429, "too_many_requests", {"Retry-After": "1"})

@@ -7,7 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from generator_service.dependencies import RequestId, State
 from generator_service.retriever_client import RetrieverUnavailable
-from shared.errors import error_response
+from shared.errors import error_response, failure_of
 
 router = APIRouter(tags=["ops"])
 
@@ -25,7 +25,7 @@ async def readyz(state: State, request_id: RequestId):
     try:
         await state.retriever.check_ready(request_id)
     except RetrieverUnavailable as exc:
-        return error_response(request_id, 503, "not_ready", exc.message, headers=exc.headers)
+        return error_response(request_id, 503, "not_ready", str(exc), headers=failure_of(exc).headers)
     return {"status": "ready", "model": state.generator.name, "queued": state.answers.pending + state.scores.pending}
 
 
