@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 DEMO_DIR ?= var/demo
 METAQA_DIR ?= ../shared/data/metaqa
 
-.PHONY: setup run demo-index test test-slow bench bench-retriever bench-generator load compose-check clean
+.PHONY: setup run demo-index test test-slow chromium bench bench-retriever bench-generator load compose-check clean
 
 setup: $(VENV)/.installed
 
@@ -29,8 +29,13 @@ run: demo-index
 test: setup
 	$(PY) -m pytest -q
 
-test-slow: setup
+test-slow: setup chromium
 	$(PY) -m pytest -q -m slow
+
+# Debian's Chromium for the page's browser test (tests/test_page_browser.py skips without it).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
 
 bench: bench-retriever bench-generator
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from generator_service.rag import RagGenerator
 from generator_service.retriever_client import RetrieverClient
-from generator_service.routers import answer, ops
+from generator_service.routers import answer, ops, page
 from generator_service.settings import GeneratorSettings
 from generator_service.state import GeneratorMetrics, GeneratorState
 from shared.errors import error_responses, install_error_handlers
@@ -54,6 +54,7 @@ def create_app(settings: GeneratorSettings | None = None, generator: RagGenerato
     app.add_middleware(ServiceMiddleware, metrics=metrics.http, max_body_bytes=settings.max_body_bytes)
     for router in (answer.router, ops.router):
         app.include_router(router)
+    app.include_router(page.router)
     document_limits(app, _limits(settings))
     return app
 
