@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.provenance import stamp
+
 DIVERGENCES = ("forward", "reverse", "jsd")
 RESULTS = Path("bench/results")
 
@@ -71,7 +73,7 @@ def main() -> None:
         print(f"| {r['divergence']} | {r['steps']} | {r['dev_questions']} | {r['hits@1']:.4f} | {r['exact_match']:.4f} "
               f"| {r['final_nll']:.4f} | {r['train_seconds']} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "divergences.json").write_text(json.dumps({"start": args.start, "rows": rows}, indent=2) + "\n")
+    (RESULTS / "divergences.json").write_text(json.dumps(stamp({"start": args.start, "rows": rows}), indent=2) + "\n")
 
 
 if __name__ == "__main__":

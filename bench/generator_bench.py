@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.provenance import stamp
 from generator_service.lm_loading import load_causal_lm, teacher_gguf_path
 from generator_service.rag import RagGenerator, RagRequest
 from retriever_service.encoder import Encoder
@@ -231,7 +232,7 @@ def main() -> None:
         served = over_http(args, questions)
         result.setdefault("http", {})[served["model"]] = served
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    path.write_text(json.dumps(stamp(result, sorted(parts)), indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 import psutil
 
+from bench.provenance import stamp
 from shared.launcher import ServiceProcess
 
 RESULTS = Path("bench/results")
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         retriever.stop()
     settings = {k: str(v) for k, v in vars(args).items()} | {"model_name": model_name}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "load.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
+    (RESULTS / "load.json").write_text(json.dumps(stamp({"settings": settings, "results": results}), indent=2))
     print(_table(results))
     return 0
 

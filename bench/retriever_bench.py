@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import torch
 
+from bench.provenance import stamp
 from retriever_service.encoder import Encoder
 from retriever_service.ingest import ingest_triples
 from retriever_service.readers import read_triples
@@ -153,7 +154,7 @@ def main() -> None:
     state.close()
     result["latency_http"] = http_latency(settings, queries)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retriever.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "retriever.json").write_text(json.dumps(stamp(result), indent=2))
     print_table(result)
 
 
