@@ -46,7 +46,7 @@ def requests_for(state: RetrieverState, questions: list[Question], k: int, mode:
     results = state.retriever().search([q.stripped for q in questions], k)
     return [RagRequest(question=q.stripped, facts=[f.text for f in r.facts],
                        log_priors=[math.log(max(f.prior, 1e-30)) for f in r.facts], mode=mode, max_new_tokens=24,
-                       constrain=True, allowed_answers=answer_candidates(
+                       allowed_answers=answer_candidates(
                            [vars(f) for f in r.facts], {n for e in r.linked for n in e.names}))
             for q, r in zip(questions, results)]
 

@@ -125,9 +125,8 @@ def _latency(name: str, generator: RagGenerator, examples: list[Example], cfg: E
 def answer(generator: RagGenerator, examples: list[Example], cfg: EvalConfig,
            desc: str = "answer") -> tuple[list[str], float]:
     """Each example's answer ("" with no facts), and the seconds spent in the timed generate calls."""
-    requests = {i: RagRequest(e.question, e.fact_texts, e.log_priors, mode=cfg.mode,
-                              max_new_tokens=cfg.max_new_tokens, constrain=cfg.constrain,
-                              allowed_answers=e.candidates())
+    requests = {i: RagRequest(e.question, e.fact_texts, e.log_priors, mode=cfg.mode, max_new_tokens=cfg.max_new_tokens,
+                              allowed_answers=e.candidates() if cfg.constrain else None)
                 for i, e in enumerate(examples) if e.facts}
     order = list(requests)
     if order:

@@ -17,7 +17,7 @@ answer text likewise scores it followed by EOS. An answer cut at max_new_tokens 
 All requests of a `generate` call decode together: every question's fact rows (and beams) are
 rows of one DecodeState, and each step is one forward pass over all of them.
 
-constrain=True restricts the answer to a token trie of the allowed names (tokenized as written
+allowed_answers (None: free generation) restricts the answer to a token trie of the allowed names (tokenized as written
 after the answer cue, each followed by EOS; the step limit rises to fit the longest), and each
 fact's next-token distribution is renormalised over the tokens the trie allows after the answer so
 far: p(y|x,d) is then a distribution over the allowed names, p(y|x) = sum_d p(d|x) p(y|x,d) the
@@ -56,8 +56,17 @@ class RagRequest:
     mode: Literal["token", "sequence"] = "token"
     max_new_tokens: int = 16  # stop token included; constrained decoding raises it to the longest allowed name
     num_beams: int = 1
-    constrain: bool = False
-    allowed_answers: list[str] | None = None  # entity names from the retrieved facts; used when constrain=True
+    allowed_answers: list[str] | None = None  # the names the answer may be (constrained decoding); None: any text
+
+    @property
+    def rows(self) -> int:
+        return decoding_rows(len(self.facts), self.num_beams)
+
+
+def decoding_rows(facts: int, num_beams: int = 1) -> int:
+    """The rows a question takes in a decoding batch: each fact's prompt once per beam (RAG-Token's beams
+    over all facts, or RAG-Sequence's beams per fact). A scored answer takes one row per fact."""
+    return facts * num_beams
 
 
 @dataclass
@@ -329,10 +338,9 @@ class RagGenerator:
         write it after the answer cue, followed by EOS; token ids (e.g. a result's token_ids) as given.
         With allowed_answers, as constrained decoding scores it (renormalised over the names' trie);
         the answer must then be one of the names, or a start of one."""
-        constrain = allowed_answers is not None
-        _check(RagRequest(question, facts, log_priors, constrain=constrain, allowed_answers=allowed_answers))
+        _check(RagRequest(question, facts, log_priors, allowed_answers=allowed_answers))
         ids = self.scorer.answer_token_ids(answer) + [self.eos_id] if isinstance(answer, str) else list(answer)
-        choices = [_path_choices(self._trie(allowed_answers), ids)] if constrain else None
+        choices = None if allowed_answers is None else [_path_choices(self._trie(allowed_answers), ids)]
         scores = self.scorer.score_answers(question, facts, [ids], choices)  # (K, 1, T)
         loglik = sequence_loglik(scores.token_logprobs[None, :, 0], scores.mask[:1])[0]  # (K,)
         return self._result(ids, _prior(log_priors), loglik, new_tokens=0)
@@ -343,7 +351,7 @@ class RagGenerator:
         distinct answer rescored under every fact by full forward passes, ranked by log p(y|x)."""
         _check(request)
         prompt = self.scorer.build_prompt(request.question, request.facts)
-        trie = self._trie(request.allowed_answers) if request.constrain else None
+        trie = self._request_trie(request)
         candidates = {}
         for suffix in prompt.suffixes:
             ids = torch.tensor([prompt.prefix + suffix], device=self.scorer.device)  # (1, C)
@@ -363,12 +371,16 @@ class RagGenerator:
 
     def _search(self, request: RagRequest) -> _TokenSearch | _SequenceSearch:
         """The search of one request, on the scorer's device."""
-        trie = self._trie(request.allowed_answers) if request.constrain else None
+        trie = self._request_trie(request)
         prior = _prior(request.log_priors).to(self.scorer.device)  # (K,)
         steps = _max_steps(request, trie)
         if request.mode == "token":
             return _TokenSearch(_Beams(request.num_beams, steps, self.stop_ids, trie), prior)
         return _SequenceSearch([_Beams(request.num_beams, steps, self.stop_ids, trie) for _ in request.facts], prior)
+
+    def _request_trie(self, request: RagRequest) -> Trie | None:
+        """The trie of the request's allowed answers; None for free generation."""
+        return None if request.allowed_answers is None else self._trie(request.allowed_answers)
 
     def _trie(self, names: list[str]) -> Trie:
         """The names' token trie, each name followed by EOS."""
@@ -500,8 +512,8 @@ def _check(request: RagRequest) -> None:
         raise ValueError(f"mode must be 'token' or 'sequence', not {request.mode!r}")
     if request.num_beams < 1 or request.max_new_tokens < 1:
         raise ValueError("num_beams and max_new_tokens must be at least 1")
-    if request.constrain and not any(name.strip() for name in request.allowed_answers or []):
-        raise ValueError("constrain=True needs at least one allowed answer")
+    if request.allowed_answers is not None and not any(name.strip() for name in request.allowed_answers):
+        raise ValueError("allowed_answers needs at least one name (None: free generation)")
 
 
 def _path_choices(trie: Trie, ids: Sequence[int]) -> list[list[int]]:

@@ -1,19 +1,21 @@
-"""Concurrent single searches go to the retriever together, as one batch call.
+"""Concurrent searches go to the retriever together, as one batch call.
 
 Concurrent /v1/answer requests would otherwise reach the retriever one call each, served one after
 the other there, while the model waits for the last of them (the answer batcher waits for
 questions still being retrieved). Here a search goes out at once when none with its k is in
 flight; those that arrive meanwhile wait for that call to end and then go as one
 /v1/search/batch call (at most `max_batch` queries, embedded together by the retriever), so a lone
-request waits for nothing. A coalesced call carries its requests' ids, comma-separated. When the
-retriever refuses a batch (4xx), its queries are retried one by one, so that each request gets
-its own result or error; any other failure (the retriever down) is every request's.
+request waits for nothing. The questions of one /v1/answer/batch request are a group that is never
+split: it joins the waiting searches whole, and goes alone when it is larger than `max_batch`. A
+coalesced call carries its requests' ids, comma-separated. When the retriever refuses a batch
+(4xx), its queries are retried one by one, so that each request gets its own result or error; any
+other failure (the retriever down) is every request's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from generator_service.retriever_client import RetrieverClient, RetrieverMalformed, RetrieverRejected
@@ -30,24 +32,39 @@ class _Search:
 class SearchCoalescer:
     def __init__(self, client: RetrieverClient, max_batch: int) -> None:
         self._client, self._max_batch = client, max_batch
-        self._waiting: defaultdict[int, list[_Search]] = defaultdict(list)  # k -> searches not sent yet
+        self._waiting: defaultdict[int, deque[list[_Search]]] = defaultdict(deque)  # k -> groups not sent yet
         self._senders: dict[int, asyncio.Task] = {}  # k -> the task sending searches of that k
 
     async def search(self, query: str, k: int, request_id: str | None) -> SearchResponse:
-        search = _Search(query, request_id)
-        self._waiting[k].append(search)
+        [result] = await self.search_many([query], k, request_id)
+        return result
+
+    async def search_many(self, queries: list[str], k: int, request_id: str | None) -> list[SearchResponse]:
+        """The queries' results, in order, from one retriever call (shared with other waiting searches
+        when they fit); the first query's error, if any failed."""
+        group = [_Search(query, request_id) for query in queries]
+        self._waiting[k].append(group)
         if k not in self._senders:
             self._senders[k] = asyncio.create_task(self._send_all(k), name=f"search-k{k}")
-        return await search.future
+        results = await asyncio.gather(*(search.future for search in group), return_exceptions=True)
+        if failed := next((r for r in results if isinstance(r, BaseException)), None):
+            raise failed
+        return results
 
     async def _send_all(self, k: int) -> None:
         """Send the waiting searches of this k, a batch per call, until none is left."""
         try:
             while self._waiting[k]:
-                batch, self._waiting[k] = self._waiting[k][: self._max_batch], self._waiting[k][self._max_batch :]
-                await self._send(batch, k)
+                await self._send(self._next_batch(self._waiting[k]), k)
         finally:
             del self._senders[k]
+
+    def _next_batch(self, groups: deque[list[_Search]]) -> list[_Search]:
+        """The first waiting group, then the next ones while the call stays within max_batch queries."""
+        batch = groups.popleft()
+        while groups and len(batch) + len(groups[0]) <= self._max_batch:
+            batch = batch + groups.popleft()
+        return batch
 
     async def _send(self, batch: list[_Search], k: int) -> None:
         try:
@@ -67,7 +84,7 @@ class SearchCoalescer:
     async def _call(self, batch: list[_Search], k: int) -> list[SearchResponse]:
         if len(batch) == 1:
             return [await self._client.search(batch[0].query, k, batch[0].request_id)]
-        ids = ",".join(search.request_id for search in batch if search.request_id) or None
+        ids = ",".join(dict.fromkeys(search.request_id for search in batch if search.request_id)) or None
         results = (await self._client.search_batch([search.query for search in batch], k, ids)).results
         if len(results) != len(batch):
             raise RetrieverMalformed(f"the retriever answered {len(results)} results for {len(batch)} queries")

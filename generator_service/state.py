@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from generator_service.batching import Batcher
 from generator_service.lm_loading import load_causal_lm
-from generator_service.rag import RagGenerator, RagRequest, RagResult
+from generator_service.rag import RagGenerator, RagRequest, RagResult, decoding_rows
 from generator_service.retriever_client import RetrieverClient
 from generator_service.search_coalescing import SearchCoalescer
 from generator_service.settings import GeneratorSettings
@@ -56,6 +56,10 @@ class ScoreJob:
     log_priors: list[float]
     answer: str
 
+    @property
+    def rows(self) -> int:
+        return decoding_rows(len(self.facts))
+
 
 class GeneratorState:
     def __init__(self, settings: GeneratorSettings, metrics: GeneratorMetrics, retriever: RetrieverClient,
@@ -66,9 +70,8 @@ class GeneratorState:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         limits = dict(executor=self._executor, queue_size=settings.queue_size, max_items=settings.batch_size,
                       max_rows=settings.max_batch_rows, wait_s=settings.batch_wait_ms / 1000)
-        self.answers: Batcher[RagRequest, RagResult] = Batcher(
-            self._generate, lambda request: len(request.facts) * request.num_beams, **limits)
-        self.scores: Batcher[ScoreJob, RagResult] = Batcher(self._score, lambda job: len(job.facts), **limits)
+        self.answers: Batcher[RagRequest, RagResult] = Batcher(self._generate, lambda request: request.rows, **limits)
+        self.scores: Batcher[ScoreJob, RagResult] = Batcher(self._score, lambda job: job.rows, **limits)
         metrics.queue_size.set_function(lambda: self.answers.pending + self.scores.pending)
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from generator_service.lm_loading import load_causal_lm
 from generator_service.marginalize import token_marginal, update_doc_logprobs
-from generator_service.rag import RagGenerator, RagRequest, RagResult
+from generator_service.rag import RagGenerator, RagRequest, RagResult, decoding_rows
 from tiny_lm import tiny_lm
 
 QUESTION = "What is the capital of France?"
@@ -25,8 +25,8 @@ OTHERS = [  # different questions, numbers of facts and options
     RagRequest("Where was Tom Hanks born?", FACTS[3:], [0.0], max_new_tokens=4),
     RagRequest("Which country borders France?", FACTS[:2], [-0.1, -2.4], num_beams=3, max_new_tokens=5),
     RagRequest("Capital of Germany?", FACTS[1:3], [-1.0, -0.5], mode="sequence", max_new_tokens=3),
-    RagRequest(QUESTION, FACTS, PRIORS, mode="sequence", num_beams=2, constrain=True, allowed_answers=ALLOWED),
-    RagRequest(QUESTION, FACTS[:3], PRIORS[:3], constrain=True, allowed_answers=ALLOWED, max_new_tokens=1),
+    RagRequest(QUESTION, FACTS, PRIORS, mode="sequence", num_beams=2, allowed_answers=ALLOWED),
+    RagRequest(QUESTION, FACTS[:3], PRIORS[:3], allowed_answers=ALLOWED, max_new_tokens=1),
 ]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,16 +75,21 @@ def _reference_greedy(gen: RagGenerator, request: RagRequest, trie: dict | None 
     return tokens, total
 
 
-@pytest.mark.parametrize("options", [{}, {"num_beams": 3}, {"mode": "sequence"}, {"constrain": True}])
+@pytest.mark.parametrize("options", [{}, {"num_beams": 3}, {"mode": "sequence"}, {"allowed_answers": ALLOWED}])
 def test_log_prob_is_the_exact_marginal_of_the_returned_tokens(gen, options):
-    request = replace(REQUEST, allowed_answers=ALLOWED, **options)
+    request = replace(REQUEST, **options)
     [result] = gen.generate([request])
     assert result.new_tokens == len(result.token_ids) >= 1
-    allowed = ALLOWED if request.constrain else None
+    allowed = request.allowed_answers
     _assert_same(result, gen.score(QUESTION, FACTS, PRIORS, result.token_ids, allowed))
     if result.complete:
         assert result.token_ids[-1] in gen.stop_ids
         _assert_same(result, gen.score(QUESTION, FACTS, PRIORS, result.answer, allowed))  # text + EOS
+
+
+def test_a_request_takes_a_row_per_fact_and_beam():
+    assert REQUEST.rows == decoding_rows(len(FACTS)) == len(FACTS)
+    assert replace(REQUEST, num_beams=3, mode="sequence").rows == decoding_rows(len(FACTS), 3) == 3 * len(FACTS)
 
 
 def test_answers_stop_at_eos_or_a_newline(gen):
@@ -103,7 +108,7 @@ def test_greedy_follows_the_marginal_step_by_step(gen):
 
 @pytest.mark.parametrize("allowed", [ALLOWED, ["Tom Hanks"]])
 def test_constrained_greedy_feeds_forced_tokens_together(gen, allowed, monkeypatch):
-    request = replace(REQUEST, constrain=True, allowed_answers=allowed, max_new_tokens=1)
+    request = replace(REQUEST, allowed_answers=allowed, max_new_tokens=1)
     trie = gen._trie(allowed)
     tokens, log_prob = _reference_greedy(gen, replace(request, max_new_tokens=max(map(len, trie)) + 1), trie)
     passes = []
@@ -186,7 +191,7 @@ def test_sequence_mode_returns_the_best_scored_candidate(gen):
 @pytest.mark.parametrize("options", [{}, {"num_beams": 3}, {"mode": "sequence"}, {"mode": "sequence", "num_beams": 2}])
 def test_constrained_answers_are_allowed_names(gen, options, max_new_tokens):
     for question, allowed in [(QUESTION, ALLOWED), ("Who?", ["Tom Hanks", "Concord"]), ("What?", ["Paris"])]:
-        request = replace(REQUEST, question=question, constrain=True, allowed_answers=allowed + ["  "],
+        request = replace(REQUEST, question=question, allowed_answers=allowed + ["  "],
                           max_new_tokens=max_new_tokens, **options)
         [result] = gen.generate([request])
         assert result.answer in allowed
@@ -216,9 +221,9 @@ def test_batched_generate_equals_each_alone(gen):
     assert gen.generate([]) == []
 
 
-@pytest.mark.parametrize("constrain", [False, True])
-def test_naive_reference_agrees_with_one_fact(gen, constrain):
-    request = replace(REQUEST, facts=FACTS[:1], log_priors=[0.0], constrain=constrain, allowed_answers=ALLOWED)
+@pytest.mark.parametrize("allowed", [None, ALLOWED])
+def test_naive_reference_agrees_with_one_fact(gen, allowed):
+    request = replace(REQUEST, facts=FACTS[:1], log_priors=[0.0], allowed_answers=allowed)
     naive = gen.generate_naive(request)
     _assert_same(naive, gen.generate([request])[0])
 
@@ -238,8 +243,8 @@ def test_naive_reference_is_a_scored_candidate(gen):
         {"mode": "beam"},
         {"num_beams": 0},
         {"max_new_tokens": 0},
-        {"constrain": True, "allowed_answers": None},
-        {"constrain": True, "allowed_answers": [" "]},
+        {"allowed_answers": []},
+        {"allowed_answers": [" "]},
     ],
 )
 def test_rejects_bad_requests(gen, bad):

@@ -56,6 +56,29 @@ def test_searches_that_arrive_during_a_call_go_together(retriever):
         assert [f.prior for f in result.facts] == pytest.approx([f.prior for f in single.facts], rel=1e-4)
 
 
+def test_a_batch_of_questions_goes_whole_with_the_searches_waiting_beside_it(retriever):
+    """A batch request's questions are one group: coalesced with other waiting searches when they fit in
+    max_batch, alone (never split) when they do not; each gets its own result, in order."""
+    async def main():
+        gate = RetrieverTransport(retriever.app, held=True)
+        coalescer = SearchCoalescer(_client(gate), max_batch=3)
+        first = asyncio.create_task(coalescer.search(QUESTIONS[0], 2, "req-0"))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.create_task(coalescer.search_many(QUESTIONS[1:3], 2, "req-1")),
+                   asyncio.create_task(coalescer.search(QUESTIONS[3], 2, "req-2")),
+                   asyncio.create_task(coalescer.search_many(QUESTIONS, 2, "req-3"))]
+        await asyncio.sleep(0.05)
+        gate.open.set()
+        return gate.calls, await asyncio.gather(first, *waiting)
+
+    calls, (first, pair, single, all_five) = asyncio.run(main())
+    assert [(path, queries, request_id) for path, queries, request_id in calls] == [
+        ("/v1/search", QUESTIONS[:1], "req-0"), ("/v1/search/batch", QUESTIONS[1:4], "req-1,req-2"),
+        ("/v1/search/batch", QUESTIONS, "req-3")]
+    assert [r.query for r in pair] == QUESTIONS[1:3] and single.query == QUESTIONS[3]
+    assert [r.query for r in all_five] == QUESTIONS
+
+
 def test_a_refused_batch_is_retried_one_by_one(retriever):
     """A query the retriever refuses fails its own request only; the others get their results."""
     questions = [QUESTIONS[0], QUESTIONS[1], "x" * (MAX_QUERY_CHARS + 1), QUESTIONS[2]]

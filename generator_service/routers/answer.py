@@ -11,7 +11,7 @@ from generator_service.batching import Outcome
 from generator_service.dependencies import (
     Generator, RequestId, State, check_batch, check_k, check_options, check_text,
 )
-from generator_service.rag import FactShare, RagRequest, RagResult
+from generator_service.rag import FactShare, RagRequest, RagResult, decoding_rows
 from generator_service.schemas import (
     NO_FACT_NOTE, AnswerRequest, AnswerResponse, BatchAnswerRequest, BatchAnswerResponse, GenerationOptions,
     ScoredFact, ScoreRequest, ScoreResponse, Timings,
@@ -29,7 +29,7 @@ async def answer(body: AnswerRequest, state: State, generator: Generator, reques
     start = time.perf_counter()
     check_text("question", body.question, state.settings.max_question_chars)
     k, max_new_tokens = check_options(state.settings, body)
-    async with state.answers.arriving(rows=k * body.num_beams):
+    async with state.answers.arriving(rows=decoding_rows(k, body.num_beams)):
         found = await state.searches.search(body.question, k, request_id)
     [response] = await _answer_all(state, generator.name, body, [found], max_new_tokens, start)
     return response
@@ -38,14 +38,14 @@ async def answer(body: AnswerRequest, state: State, generator: Generator, reques
 @router.post("/answer/batch", response_model=BatchAnswerResponse)
 async def answer_batch(body: BatchAnswerRequest, state: State, generator: Generator,
                        request_id: RequestId) -> BatchAnswerResponse:
-    """Many questions with the same options: one retriever call, then all questions are queued together."""
+    """Many questions with the same options: one retriever call (with concurrent searches), then all
+    questions are queued together."""
     start = time.perf_counter()
     check_batch(state.settings, body.questions)
     k, max_new_tokens = check_options(state.settings, body)
-    async with state.answers.arriving(len(body.questions), rows=k * body.num_beams):
-        found = await state.retriever.search_batch(body.questions, k, request_id)
-    return BatchAnswerResponse(
-        results=await _answer_all(state, generator.name, body, found.results, max_new_tokens, start))
+    async with state.answers.arriving(len(body.questions), rows=decoding_rows(k, body.num_beams)):
+        found = await state.searches.search_many(body.questions, k, request_id)
+    return BatchAnswerResponse(results=await _answer_all(state, generator.name, body, found, max_new_tokens, start))
 
 
 @router.post("/score", response_model=ScoreResponse)
@@ -55,7 +55,7 @@ async def score(body: ScoreRequest, state: State, generator: Generator, request_
     check_text("question", body.question, state.settings.max_question_chars)
     check_text("answer", body.answer, state.settings.max_answer_chars)
     k = check_k(state.settings, body.k)
-    async with state.scores.arriving(rows=k):
+    async with state.scores.arriving(rows=decoding_rows(k)):
         found = await state.searches.search(body.question, k, request_id)
     retrieve_ms = _ms_since(start)
     common = dict(question=body.question, answer=body.answer, model=generator.name, linked=found.linked)
@@ -80,12 +80,13 @@ async def _answer_all(state: GeneratorState, model: str, options: GenerationOpti
 
 
 def _rag_request(found: SearchResponse, options: GenerationOptions, max_new_tokens: int) -> RagRequest:
-    linked = {name for entity in found.linked for name in entity.names}
-    entities = answer_candidates([f.model_dump() for f in found.facts], linked)
+    allowed = None
+    if options.constrain:
+        linked = {name for entity in found.linked for name in entity.names}
+        allowed = answer_candidates([f.model_dump() for f in found.facts], linked)
     return RagRequest(
         question=found.query, facts=[f.text for f in found.facts], log_priors=_log_priors(found.facts),
-        mode=options.mode, max_new_tokens=max_new_tokens, num_beams=options.num_beams,
-        constrain=options.constrain, allowed_answers=entities if options.constrain else None,
+        mode=options.mode, max_new_tokens=max_new_tokens, num_beams=options.num_beams, allowed_answers=allowed,
     )
 
 
