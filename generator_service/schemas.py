@@ -21,9 +21,11 @@ class GenerationOptions(BaseModel):
     mode: Mode = Field("token", description="RAG-Token (facts mixed at each token) or RAG-Sequence (per answer)")
     max_new_tokens: Count | None = Field(None, description="answer length limit (default: settings)")
     num_beams: Count = Field(1, description="beam width; 1 is greedy (limit: settings max_beams)")
-    constrain: StrictBool = Field(False, description=(
-        "only allow answers that are an entity of the retrieved facts; probabilities are then over those "
-        "entities (each fact's next-token distribution renormalised over the tokens they allow)"))
+    constrain: StrictBool = Field(True, description=(
+        "true (the default): the answer is one of the entities of the retrieved facts (the question's own entity "
+        "and the names of weightless facts left out), and probabilities are over those entities (each fact's "
+        "next-token distribution renormalised over the tokens they allow); false: free generation, "
+        "probabilities over any text"))
 
 
 class AnswerRequest(GenerationOptions):

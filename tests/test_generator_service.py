@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from generator_service.app import create_app
-from generator_service.rag import RagGenerator
+from generator_service.rag import RagGenerator, RagRequest
 from generator_service.settings import GeneratorSettings
 from retriever_transport import FACTS, RetrieverTransport, running_retriever
 from tiny_lm import tiny_lm
@@ -120,6 +120,17 @@ def test_constrained_beam_answer_is_an_entity_of_the_facts(client):
     assert r.status_code == 200, r.text
     assert r.json()["answer"] in {"France", "Paris", "Spain"}
     _assert_marginal(r.json())
+
+
+def test_answers_are_constrained_unless_asked_otherwise(client, rag):
+    body = {"question": QUESTION, "k": 3, "max_new_tokens": 4}
+    constrained = client.post("/v1/answer", json=body).json()
+    assert constrained["answer"] in {"Paris", "Spain"} and constrained["complete"]  # France is the question's
+    free = client.post("/v1/answer", json=body | {"constrain": False}).json()
+    facts = free["facts"]
+    [alone] = rag.generate([RagRequest(QUESTION, [f["text"] for f in facts], [math.log(f["prior"]) for f in facts],
+                                       max_new_tokens=4)])
+    assert free["answer"] == alone.answer and free["log_prob"] == pytest.approx(alone.log_prob, abs=1e-3)
 
 
 def test_score(client):

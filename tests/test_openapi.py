@@ -40,6 +40,8 @@ def test_limits_from_settings_are_in_the_documents():
     generator = create_generator_app(GeneratorSettings(max_beams=3, max_batch=5)).openapi()
     batch = generator["components"]["schemas"]["BatchAnswerRequest"]["properties"]
     assert batch["num_beams"]["maximum"] == 3 and batch["questions"]["maxItems"] == 5
+    for request in ("AnswerRequest", "BatchAnswerRequest"):  # constrained decoding unless asked otherwise
+        assert generator["components"]["schemas"][request]["properties"]["constrain"]["default"] is True
     metrics = generator["paths"]["/metrics"]["get"]["responses"]["200"]
     assert metrics["content"] == {"text/plain": {"schema": {"type": "string"}}}
 
