@@ -30,7 +30,7 @@ def model_card(title: str, *, base: str, description: str, loss: str, manifest: 
 {description}
 
 - Base: `{base}`
-- Prompt: `generator_service.fact_scoring.FactScorer.build_prompt` (instruction, one-shot example,
+- Prompt: `generator_service.prompt.build_prompt` (instruction, one-shot example,
   question, one fact, "Answer:"); serve it with `generator_service.rag.RagGenerator`.
 
 ## Data

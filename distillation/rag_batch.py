@@ -1,6 +1,6 @@
 """Training batches of questions with their facts, and the teacher-forced pass that scores the answers.
 
-The prompts are fact_scoring's (FactScorer.build_prompt): a head (instruction and one-shot
+The prompts are the generator's (generator_service/prompt.py): a head (instruction and one-shot
 example) shared by every row, the question line shared by its facts, then per fact its suffix
 (fact and answer cue), then the answer. As in FactScorer, the shared parts run once, with gradients:
 the head as one row, the question lines as one row per question on the head's cache, and every
@@ -17,6 +17,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from distillation.data import Example
+from generator_service.batch_rows import real_positions, right_pad, select_cache_rows
 from generator_service.fact_scoring import FactScorer
 
 
@@ -54,9 +55,9 @@ def make_batch(scorer: FactScorer, examples: list[Example], device: torch.device
     k_max = max(len(e.facts) for e in examples)
     fact_counts = torch.tensor([len(e.facts) for e in examples])  # (B,)
     rows_per_b = [torch.arange(len(e.facts)) for e in examples]
-    questions, question_lengths = _right_pad([p.question for p in prompts])  # (B, Lq), (B,)
-    suffixes, suffix_lengths = _right_pad([s for p in prompts for s in p.suffixes])  # (R, S), (R,)
-    targets, target_lengths = _right_pad([answer_ids(scorer, e.target) for e in examples])  # (B, T), (B,)
+    questions, question_lengths = right_pad([p.question for p in prompts])  # (B, Lq), (B,)
+    suffixes, suffix_lengths = right_pad([s for p in prompts for s in p.suffixes])  # (R, S), (R,)
+    targets, target_lengths = right_pad([answer_ids(scorer, e.target) for e in examples])  # (B, T), (B,)
     log_priors = torch.full((len(examples), k_max), -torch.inf)  # (B, Kmax)
     for b, example in enumerate(examples):
         log_priors[b, : len(example.facts)] = torch.tensor(example.log_priors)
@@ -70,9 +71,9 @@ def make_batch(scorer: FactScorer, examples: list[Example], device: torch.device
         suffixes=suffixes,
         suffix_lengths=suffix_lengths,
         targets=targets,
-        target_mask=torch.arange(targets.shape[1]) < target_lengths[:, None],
+        target_mask=real_positions(targets.shape[1], target_lengths),
         log_priors=log_priors,
-        fact_mask=torch.arange(k_max) < fact_counts[:, None],
+        fact_mask=real_positions(k_max, fact_counts),
     )
     return RagBatch(**{name: value.to(device) for name, value in vars(batch).items()})
 
@@ -89,7 +90,8 @@ def answer_logits(model: PreTrainedModel, batch: RagBatch) -> torch.Tensor:
     positions = torch.cat([start[:, None] + torch.arange(s, device=device),
                            (start + batch.suffix_lengths)[:, None] + torch.arange(t - 1, device=device)], dim=1)
     answer_real = batch.target_mask[rows, :-1].long()  # (R, T-1)
-    mask = torch.cat([prefix_mask, _real(s, batch.suffix_lengths), answer_real], dim=1)  # (R, H + Lq + S + T-1)
+    suffix_real = real_positions(s, batch.suffix_lengths).long()  # (R, S)
+    mask = torch.cat([prefix_mask, suffix_real, answer_real], dim=1)  # (R, H + Lq + S + T-1)
     ids = torch.cat([batch.suffixes, batch.targets[rows, :-1]], dim=1)  # (R, S + T-1): suffix, answer but its last
     hidden = model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                               use_cache=True).last_hidden_state  # (R, S + T-1, D)
@@ -109,29 +111,10 @@ def _row_prefixes(model: PreTrainedModel, batch: RagBatch) -> tuple[DynamicCache
     b, head_len = batch.questions.shape[0], batch.head.shape[1]
     cache = DynamicCache(config=config)
     base(input_ids=batch.head, cache=cache, use_cache=True)
-    cache = _select_rows(cache, torch.zeros(b, dtype=torch.long, device=device), config)
-    q_real = _real(batch.questions.shape[1], batch.question_lengths)  # (B, Lq)
+    cache = select_cache_rows(cache, torch.zeros(b, dtype=torch.long, device=device), config)
+    q_real = real_positions(batch.questions.shape[1], batch.question_lengths).long()  # (B, Lq)
     mask = torch.cat([torch.ones(b, head_len, dtype=torch.long, device=device), q_real], dim=1)  # (B, H + Lq)
     positions = head_len + torch.arange(batch.questions.shape[1], device=device).expand(b, -1)  # (B, Lq)
     base(input_ids=batch.questions, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
-    return _select_rows(cache, batch.row_question, config), mask[batch.row_question]
+    return select_cache_rows(cache, batch.row_question, config), mask[batch.row_question]
 
-
-def _select_rows(cache: DynamicCache, index: torch.Tensor, config) -> DynamicCache:
-    """A cache whose row i is row index[i] of `cache` (differentiable, unlike FactScorer.select_rows)."""
-    layers = [(keys.index_select(0, index), values.index_select(0, index)) for keys, values, *_ in cache]
-    return DynamicCache(layers, config=config)
-
-
-def _real(width: int, lengths: torch.Tensor) -> torch.Tensor:
-    """(N, width) long mask, 1 for the first lengths[n] columns of row n."""
-    return (torch.arange(width, device=lengths.device) < lengths[:, None]).long()  # (N, width)
-
-
-def _right_pad(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, max length) long tensor right-padded with 0, and the lengths (N,)."""
-    lengths = torch.tensor([len(seq) for seq in sequences])  # (N,)
-    padded = torch.zeros(len(sequences), max(int(lengths.max()), 1), dtype=torch.long)  # (N, L)
-    for row, seq in enumerate(sequences):
-        padded[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return padded, lengths

@@ -1,13 +1,12 @@
 """Per-fact next-token log-probabilities for questions and their retrieved facts, sharing prompt prefixes.
 
-Every fact's prompt has three parts: the head [instruction + a one-shot example], the same for
-every question; the question line (up to "Fact:"); the fact and the answer cue ("Answer:", inside
-the assistant turn, so the model answers " Paris" rather than "The capital of France is Paris.").
-The head's KV cache is computed once per FactScorer. All questions' lines and fact suffixes then
-run in one forward pass, packed one row per question (see start_batch), and are gathered into one
-row per fact: the head, the question line, the fact suffix, then padding. A 2D attention mask
-hides the padding and explicit position ids skip it, so it changes nothing. Answer tokens are
-then appended one step at a time (RAG decoding, beams included) or all at once (scoring answers).
+Every fact's prompt is a head [instruction + a one-shot example], the same for every question; the
+question line; the fact and the answer cue (prompt.py). The head's KV cache is computed once per
+FactScorer. All questions' lines and fact suffixes then run in one forward pass, packed one row
+per question (see start_batch), and are gathered into one row per fact: the head, the question
+line, the fact suffix, then padding. A 2D attention mask hides the padding and explicit position
+ids skip it, so it changes nothing. Answer tokens are then appended one step at a time (RAG
+decoding, beams included) or all at once (scoring answers).
 """
 
 from __future__ import annotations
@@ -21,24 +20,10 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-DEFAULT_INSTRUCTION = "Answer the question with the entity named in the fact. Reply with the entity name only."
-EXAMPLE = ("What is the capital of Italy?", "Italy capital Rome", "Rome")  # question, fact, answer: the one shot
-ANSWER_CUE = "Answer:"  # ends every prompt; the answer follows after a space
-_QUESTION_SLOT = "\u241eQUESTION\u241e"  # marks where the question starts in the rendered template
-_FACT_SLOT = "\u241eFACT\u241e"  # marks where the fact goes
+from generator_service.batch_rows import real_positions, right_pad, select_cache_rows
+from generator_service.prompt import DEFAULT_INSTRUCTION, PromptIds, answer_token_ids, build_prompt
+
 _LOGPROB_POSITIONS = 512  # positions per chunk when scoring given tokens (answers, forced tokens)
-
-
-@dataclass(frozen=True)
-class PromptIds:
-    head: list[int]  # instruction + example: the same for every question
-    question: list[int]  # the question line: shared by every fact
-    suffixes: list[list[int]]  # per fact: fact + answer cue; prefix + suffixes[k] is fact k's prompt
-
-    @property
-    def prefix(self) -> list[int]:
-        """The part shared by the question's facts: head + question."""
-        return self.head + self.question
 
 
 @dataclass
@@ -80,41 +65,12 @@ class FactScorer:
         return self.model.device
 
     def build_prompt(self, question: str, facts: Sequence[str]) -> PromptIds:
-        """Token ids of the head, the question line and each fact's suffix, tokenized separately.
-
-        With a chat template: system = instruction, then the example as a user turn ("Question:
-        ...\\nFact: ...") and an assistant turn ("Answer: Rome"), then the question's user turn and
-        the assistant cue plus "Answer:". The splits fall right before "Question:" and right after
-        "Fact:", so a fact suffix is " <fact><end of turn, assistant cue>Answer:".
-        """
-        text = self._render(f"{_QUESTION_SLOT}Question: {question}\nFact:{_FACT_SLOT}")
-        head, _, rest = text.partition(_QUESTION_SLOT)
-        question_line, _, cue = rest.rpartition(_FACT_SLOT)
-        tok = self.tokenizer
-        return PromptIds(
-            head=tok(head, add_special_tokens=not self.tokenizer.chat_template).input_ids,
-            question=tok(question_line, add_special_tokens=False).input_ids,
-            suffixes=[tok(f" {fact}{cue}", add_special_tokens=False).input_ids for fact in facts],
-        )
+        """The prompt of each fact (prompt.build_prompt) with this scorer's tokenizer and instruction."""
+        return build_prompt(self.tokenizer, question, facts, self.instruction)
 
     def answer_token_ids(self, answer: str) -> list[int]:
-        """The ids of an answer as the model writes it after the answer cue (a space, then the answer)."""
-        return self.tokenizer(f" {answer.strip()}", add_special_tokens=False).input_ids
-
-    def _render(self, user: str) -> str:
-        """The whole prompt text for one user turn, with the instruction and the one-shot example first."""
-        example_question, example_fact, example_answer = EXAMPLE
-        example = f"Question: {example_question}\nFact: {example_fact}"
-        answer = f"{ANSWER_CUE} {example_answer}"
-        if not self.tokenizer.chat_template:
-            return f"{self.instruction}\n\n{example}\n{answer}\n\n{user}\n{ANSWER_CUE}"
-        messages = [
-            {"role": "system", "content": self.instruction},
-            {"role": "user", "content": example},
-            {"role": "assistant", "content": answer},
-            {"role": "user", "content": user},
-        ]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + ANSWER_CUE
+        """The ids of an answer as the model writes it after the answer cue (prompt.answer_token_ids)."""
+        return answer_token_ids(self.tokenizer, answer)
 
     @cached_property
     @torch.inference_mode()
@@ -187,10 +143,10 @@ class FactScorer:
         """log p(choices[r][c] | row r) renormalised over row r's choices, from hidden states (R, D): (R, C),
         -inf where a row has fewer than C; and the token ids of the columns (R, C), padded with id 0.
         Only the chosen tokens' rows of the output embedding are used."""
-        ids, lengths = _right_pad(choices, self.device)  # (R, C), (R,)
+        ids, lengths = right_pad(choices, self.device)  # (R, C), (R,)
         weight = self.model.get_output_embeddings().weight[ids]  # (R, C, D)
         logits = torch.einsum("rd,rcd->rc", hidden, weight).float()  # (R, C)
-        valid = torch.arange(ids.shape[1], device=self.device) < lengths[:, None]  # (R, C)
+        valid = real_positions(ids.shape[1], lengths)  # (R, C)
         return logits.masked_fill(~valid, -math.inf).log_softmax(-1), ids
 
     @torch.inference_mode()
@@ -203,7 +159,7 @@ class FactScorer:
     def append(self, state: DecodeState, sequences: Sequence[Sequence[int]]) -> None:
         """Append sequences[r] (one token or more) to row r, in place, in one forward pass; state.hidden
         becomes each row's hidden state after its last token."""
-        ids, lengths = _right_pad(sequences, self.device)  # (R, T), (R,)
+        ids, lengths = right_pad(sequences, self.device)  # (R, T), (R,)
         hidden = self._extend(state, ids, lengths)  # (R, T, D)
         state.hidden = hidden[torch.arange(ids.shape[0], device=self.device), lengths - 1]  # (R, D)
 
@@ -216,9 +172,8 @@ class FactScorer:
         + arange(K).repeat(B).
         """
         index = index.to(self.device)
-        layers = [(keys.index_select(0, index), values.index_select(0, index)) for keys, values, *_ in state.cache]
         return DecodeState(
-            cache=DynamicCache(layers, config=self.model.config),
+            cache=select_cache_rows(state.cache, index, self.model.config),
             attention_mask=state.attention_mask.index_select(0, index),
             next_positions=state.next_positions.index_select(0, index),
             hidden=state.hidden.index_select(0, index),
@@ -248,11 +203,11 @@ class FactScorer:
 
         Returns the token log-probs (M, T), 0 where padded, and the mask (M, T), True for real tokens.
         """
-        ids, lengths = _right_pad(continuations, self.device)  # (M, T), (M,)
+        ids, lengths = right_pad(continuations, self.device)  # (M, T), (M,)
         if int(lengths.min()) == 0:
             raise ValueError("every continuation needs at least one token")
         picked = self.select_rows(state, rows)
-        mask = torch.arange(ids.shape[1], device=self.device) < lengths[:, None]  # (M, T)
+        mask = real_positions(ids.shape[1], lengths)  # (M, T)
         hidden = picked.hidden[:, None]  # (M, 1, D): predicts the first token
         if ids.shape[1] > 1:
             hidden = torch.cat([hidden, self._extend(picked, ids[:, :-1], lengths - 1)], dim=1)  # (M, T, D)
@@ -291,7 +246,7 @@ class FactScorer:
         Updates the cache, the attention mask and the next positions in place; state.hidden is the caller's.
         """
         offsets = torch.arange(ids.shape[1], device=self.device)  # (T,)
-        real = (offsets < lengths[:, None]).long()  # (R, T)
+        real = real_positions(ids.shape[1], lengths).long()  # (R, T)
         state.attention_mask = torch.cat([state.attention_mask, real], dim=1)  # (R, L + T)
         positions = state.next_positions[:, None] + offsets  # (R, T); padded slots get unused positions
         out = self.model.base_model(
@@ -339,7 +294,7 @@ class _Packed:
     @staticmethod
     def of(prompts: Sequence[PromptIds], head_length: int, device: torch.device) -> _Packed:
         rows = [prompt.question + [t for suffix in prompt.suffixes for t in suffix] for prompt in prompts]
-        ids, _ = _right_pad(rows, device)  # (Q, N)
+        ids, _ = right_pad(rows, device)  # (Q, N)
         segment = torch.full(ids.shape, -2, device=device)  # (Q, N) -1 question, k suffix k, -2 padding
         positions = torch.zeros_like(ids)  # (Q, N)
         slots = []
@@ -356,7 +311,7 @@ class _Packed:
         same = (segment[:, None, :] == -1) | (segment[:, None, :] == segment[:, :, None])  # (Q, N, N) query, key
         own = same & (order[None, :] <= order[:, None]) & (segment[:, None, :] > -2)  # (Q, N, N) causal, no padding
         head = torch.ones(ids.shape[0], ids.shape[1], head_length, dtype=torch.bool, device=device)  # (Q, N, H)
-        slot_ids, lengths = _right_pad(slots, device)  # (R, L), (R,)
+        slot_ids, lengths = right_pad(slots, device)  # (R, L), (R,)
         return _Packed(
             ids=ids,
             positions=positions + head_length,
@@ -365,7 +320,7 @@ class _Packed:
                 torch.tensor([len(prompt.suffixes) for prompt in prompts], device=device)
             ),  # (R,)
             slots=slot_ids,
-            real=torch.arange(slot_ids.shape[1], device=device) < lengths[:, None],  # (R, L)
+            real=real_positions(slot_ids.shape[1], lengths),  # (R, L)
             last=slot_ids.gather(1, lengths[:, None] - 1)[:, 0],  # (R,)
             lengths=lengths,
         )
@@ -377,11 +332,3 @@ def _take(tensor: torch.Tensor, flat: torch.Tensor, rows: int) -> torch.Tensor:
     by_position = tensor.transpose(1, 2).reshape(q * width, heads * head_dim)  # (Q*W, heads*hd)
     return by_position.index_select(0, flat).view(rows, -1, heads, head_dim).transpose(1, 2)  # (R, heads, L, hd)
 
-
-def _right_pad(sequences: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id lists as a (B, T_max) tensor right-padded with id 0 (always masked out), and their lengths (B,)."""
-    lengths = torch.tensor([len(seq) for seq in sequences], device=device)  # (B,)
-    padded = torch.zeros(len(sequences), max(int(lengths.max()), 1), dtype=torch.long, device=device)  # (B, T)
-    for row, seq in enumerate(sequences):
-        padded[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
-    return padded, lengths

@@ -15,11 +15,12 @@ answer text likewise scores it followed by EOS. An answer cut at max_new_tokens 
 (complete=False) and log_prob is the probability that the answer starts with y.
 
 All requests of a `generate` call decode together: every question's fact rows (and beams) are
-rows of one DecodeState, and each step is one forward pass over all of them.
+rows of one DecodeState, and each step is one forward pass over all of them. The beam search
+itself, and the token trie, are beam_search.py's; the prompt is prompt.py's.
 
-allowed_answers (None: free generation) restricts the answer to a token trie of the allowed names (tokenized as written
-after the answer cue, each followed by EOS; the step limit rises to fit the longest), and each
-fact's next-token distribution is renormalised over the tokens the trie allows after the answer so
+allowed_answers (None: free generation) restricts the answer to a token trie of the allowed names
+(tokenized as written after the answer cue, each followed by EOS; the step limit rises to fit the
+longest), and each fact's next-token distribution is renormalised over the tokens the trie allows after the answer so
 far: p(y|x,d) is then a distribution over the allowed names, p(y|x) = sum_d p(d|x) p(y|x,d) the
 exact marginal of those (`score` with the same names gives it for any one of them). Only the
 allowed tokens' rows of the output projection are computed, not all of the vocabulary. A token
@@ -31,11 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Sequence
+from typing import Literal, Sequence
 
 import torch
 
-from generator_service.fact_scoring import DEFAULT_INSTRUCTION, DecodeState, FactScorer
+from generator_service.beam_search import Beams, Hyp, Trie, build_trie, longest_path, path_choices
+from generator_service.fact_scoring import DecodeState, FactScorer
 from generator_service.lm_loading import LoadedLM
 from generator_service.marginalize import (
     doc_posterior,
@@ -44,8 +46,7 @@ from generator_service.marginalize import (
     token_marginal,
     update_doc_logprobs,
 )
-
-Trie = dict[tuple[int, ...], list[int]]  # token prefix -> allowed next tokens
+from generator_service.prompt import DEFAULT_INSTRUCTION
 
 
 @dataclass
@@ -87,127 +88,10 @@ class RagResult:
     complete: bool = True  # False when cut at max_new_tokens, without a stop token
 
 
-class _Step(NamedTuple):
-    """The extensions one beam-search step chose, as (N,) tensors: the first n_alive go on, the rest ended."""
-
-    parents: torch.Tensor  # the alive hypothesis each extends
-    columns: torch.Tensor  # its column in the step's log-probs (the token id when they span the vocabulary)
-    tokens: torch.Tensor  # its token id
-    n_alive: int
-
-
-@dataclass
-class _Hyp:
-    tokens: list[int]  # answer tokens, without the stop token
-    stop: int | None  # the token that ended it, None when cut at the step limit
-    score: float  # accumulated log-prob, the stop token included
-
-    @property
-    def ids(self) -> list[int]:
-        """The scored tokens: the answer and its stop token."""
-        return self.tokens + ([] if self.stop is None else [self.stop])
-
-
-class _Beams:
-    """One beam search on accumulated log-probs: up to `width` alive hypotheses, plus the finished ones.
-
-    Each step ranks the top 2*width extensions; a stop token among the first `width` finishes a
-    hypothesis, the best `width` others stay alive. A hypothesis ends at the step limit (its
-    length, stop token included); the search ends when none is alive, or as soon as the best
-    finished score is at least the best alive one (scores only go down). width=1 is greedy decoding.
-    Under a trie a step ranks the allowed next tokens only (`choices`, their log-probs renormalised
-    over them), and `force` appends the tokens a hypothesis has no choice about.
-    """
-
-    def __init__(self, width: int, max_steps: int, stop_ids: set[int], trie: Trie | None) -> None:
-        self.width, self.max_steps, self.stop_ids, self.trie = width, max_steps, stop_ids, trie
-        self.tokens: list[list[int]] = [[]]  # alive hypotheses
-        self.scores: list[float] = [0.0]
-        self.finished: list[_Hyp] = []
-
-    def advance(self, step_logprobs: torch.Tensor, choices: torch.Tensor | None) -> _Step:
-        """Extend the alive hypotheses by one token, given their next-token log-probs (A, C): over the
-        vocabulary (choices None, C = V), or over each one's `choices()` with their ids (A, C), padding at -inf.
-
-        The first n_alive extensions are the new alive hypotheses, the others were appended to `finished`.
-        """
-        scores = torch.tensor(self.scores, device=step_logprobs.device)  # (A,)
-        alive, ended = self._rank(scores[:, None] + step_logprobs, choices)  # total (A, C)
-        ended += [hyp for hyp in alive if len(self.tokens[hyp[0]]) + 1 >= self.max_steps]  # cut at the step limit
-        alive = [hyp for hyp in alive if len(self.tokens[hyp[0]]) + 1 < self.max_steps]
-        best_finished = max([hyp.score for hyp in self.finished] + [score for *_, score in ended], default=-math.inf)
-        if alive and best_finished >= alive[0][-1]:
-            alive = []  # scores only go down: no alive hypothesis can overtake the best finished one
-        for parent, _, token, score in ended:
-            stop = token if token in self.stop_ids else None
-            self.finished.append(_Hyp(self.tokens[parent] + ([token] if stop is None else []), stop, score))
-        self.tokens = [self.tokens[parent] + [token] for parent, _, token, _ in alive]
-        self.scores = [score for *_, score in alive]
-        chosen = torch.tensor([hyp[:3] for hyp in alive + ended], dtype=torch.long).view(-1, 3)  # (N, 3)
-        return _Step(chosen[:, 0], chosen[:, 1], chosen[:, 2], len(alive))
-
-    def choices(self) -> list[list[int]] | None:
-        """The tokens the trie allows next, per alive hypothesis; None without a trie (any token)."""
-        return None if self.trie is None else [self.trie.get(tuple(tokens), []) for tokens in self.tokens]
-
-    def force(self) -> tuple[torch.Tensor, list[list[int]]]:
-        """Append to each alive hypothesis the tokens its trie node forces (a single allowed token, of
-        probability 1 once renormalised), within the step limit, and finish it there when that token
-        is a stop token. Returns the indices of the hypotheses still alive (A',) and the tokens appended
-        to each of them. Greedy only: with wider beams, hypotheses of unequal lengths would compete."""
-        kept, chains = [], []
-        for i, (tokens, score) in enumerate(zip(self.tokens, self.scores)):
-            chain, token = [], self._forced(tokens)
-            while token is not None and token not in self.stop_ids:
-                tokens.append(token)
-                chain.append(token)
-                token = self._forced(tokens)
-            if token is None:
-                kept.append(i)
-                chains.append(chain)
-            else:
-                self.finished.append(_Hyp(tokens, token, score))
-        self.tokens = [self.tokens[i] for i in kept]
-        self.scores = [self.scores[i] for i in kept]
-        return torch.tensor(kept, dtype=torch.long), chains
-
-    def _forced(self, tokens: list[int]) -> int | None:
-        """The token the trie allows after tokens when it allows one only and the step limit leaves room."""
-        if self.trie is None or self.width > 1:
-            return None
-        allowed = self.trie.get(tuple(tokens), [])
-        room = self.max_steps - len(tokens)  # tokens the limit still admits, a stop token included
-        if len(allowed) != 1 or room < 1 or (room == 1 and allowed[0] not in self.stop_ids):
-            return None
-        return allowed[0]
-
-    def _rank(self, total: torch.Tensor, choices: torch.Tensor | None) -> tuple[list[tuple], list[tuple]]:
-        """(parent, column, token, score) of the best extensions, from their scores (A, C) and the columns'
-        token ids (A, C; None: the column is the token): up to `width` that go on, and those among the
-        first `width` that end at a stop token."""
-        top = total.flatten().topk(min(2 * self.width, total.numel()))
-        alive, ended = [], []
-        for rank, (score, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
-            if score == -math.inf:
-                break
-            parent, column = divmod(flat, total.shape[1])
-            token = column if choices is None else int(choices[parent, column])
-            if token not in self.stop_ids:
-                if len(alive) < self.width:
-                    alive.append((parent, column, token, score))
-            elif rank < self.width:
-                ended.append((parent, column, token, score))
-        return alive, ended
-
-    def best(self, n: int = 1) -> list[_Hyp]:
-        """The n best finished hypotheses, best first."""
-        return sorted(self.finished, key=lambda hyp: -hyp.score)[:n]
-
-
 class _TokenSearch:
     """RAG-Token: one beam search on the marginal sum_d p(d|x,y<t) p(y_t|x,d,y<t); beam b, fact k is row b*K + k."""
 
-    def __init__(self, beams: _Beams, prior: torch.Tensor) -> None:
+    def __init__(self, beams: Beams, prior: torch.Tensor) -> None:
         self.beams, self.prior = beams, prior  # prior (K,)
         self.doc = prior[None]  # (A, K) log p(d|x,y<t)
         self.loglik = torch.zeros_like(self.doc)  # (A, K) log p(y<t|x,d)
@@ -243,7 +127,7 @@ class _TokenSearch:
         feeds = [[token] + chain for token, chain in zip(step.tokens[:n][kept].tolist(), chains)]
         return rows.flatten(), [feed for feed in feeds for _ in range(k)]
 
-    def best(self) -> tuple[_Hyp, torch.Tensor]:
+    def best(self) -> tuple[Hyp, torch.Tensor]:
         """The best finished hypothesis and its log p(y|x,d) (K,)."""
         index = max(range(len(self.beams.finished)), key=lambda i: self.beams.finished[i].score)
         return self.beams.finished[index], self.finished_loglik[index]
@@ -252,7 +136,7 @@ class _TokenSearch:
 class _SequenceSearch:
     """RAG-Sequence candidates: each fact's own beam search on p(y|x,d); rows are fact 0's beams, then fact 1's, ..."""
 
-    def __init__(self, per_fact: list[_Beams], prior: torch.Tensor) -> None:
+    def __init__(self, per_fact: list[Beams], prior: torch.Tensor) -> None:
         self.per_fact, self.prior = per_fact, prior  # prior (K,)
 
     @property
@@ -279,11 +163,12 @@ class _SequenceSearch:
                 step = beams.advance(logprobs[window], None if choices is None else choices[window])  # (N,) each
                 kept, chains = beams.force()  # (A',)
                 rows.append(step.parents[: step.n_alive][kept] + offset)
-                feeds.extend([token] + chain for token, chain in zip(step.tokens[: step.n_alive][kept].tolist(), chains))
+                tokens = step.tokens[: step.n_alive][kept].tolist()
+                feeds.extend([token] + chain for token, chain in zip(tokens, chains))
                 offset += alive
         return torch.cat(rows), feeds
 
-    def candidates(self) -> list[_Hyp]:
+    def candidates(self) -> list[Hyp]:
         """The distinct finished hypotheses (by scored tokens) of every fact's best `width`."""
         distinct = {}
         for beams in self.per_fact:
@@ -340,7 +225,7 @@ class RagGenerator:
         the answer must then be one of the names, or a start of one."""
         _check(RagRequest(question, facts, log_priors, allowed_answers=allowed_answers))
         ids = self.scorer.answer_token_ids(answer) + [self.eos_id] if isinstance(answer, str) else list(answer)
-        choices = None if allowed_answers is None else [_path_choices(self._trie(allowed_answers), ids)]
+        choices = None if allowed_answers is None else [path_choices(self._trie(allowed_answers), ids)]
         scores = self.scorer.score_answers(question, facts, [ids], choices)  # (K, 1, T)
         loglik = sequence_loglik(scores.token_logprobs[None, :, 0], scores.mask[:1])[0]  # (K,)
         return self._result(ids, _prior(log_priors), loglik, new_tokens=0)
@@ -364,7 +249,7 @@ class RagGenerator:
             hyp = self._cut(out[0, ids.shape[1] :].tolist())
             candidates.setdefault(tuple(hyp.ids), hyp)
         hyps = list(candidates.values())
-        choices = None if trie is None else [_path_choices(trie, hyp.ids) for hyp in hyps]
+        choices = None if trie is None else [path_choices(trie, hyp.ids) for hyp in hyps]
         scores = self.scorer.score_answers_naive(request.question, request.facts, [h.ids for h in hyps], choices)
         loglik = sequence_loglik(scores.token_logprobs.transpose(0, 1), scores.mask)  # (N, K)
         return self._best_of(hyps, _prior(request.log_priors), loglik)
@@ -375,23 +260,16 @@ class RagGenerator:
         prior = _prior(request.log_priors).to(self.scorer.device)  # (K,)
         steps = _max_steps(request, trie)
         if request.mode == "token":
-            return _TokenSearch(_Beams(request.num_beams, steps, self.stop_ids, trie), prior)
-        return _SequenceSearch([_Beams(request.num_beams, steps, self.stop_ids, trie) for _ in request.facts], prior)
+            return _TokenSearch(Beams(request.num_beams, steps, self.stop_ids, trie), prior)
+        return _SequenceSearch([Beams(request.num_beams, steps, self.stop_ids, trie) for _ in request.facts], prior)
 
     def _request_trie(self, request: RagRequest) -> Trie | None:
         """The trie of the request's allowed answers; None for free generation."""
         return None if request.allowed_answers is None else self._trie(request.allowed_answers)
 
     def _trie(self, names: list[str]) -> Trie:
-        """The names' token trie, each name followed by EOS."""
-        trie: Trie = {}
-        for name in names:
-            ids = self.scorer.answer_token_ids(name) + [self.eos_id]
-            for i, token in enumerate(ids if name.strip() else []):
-                allowed = trie.setdefault(tuple(ids[:i]), [])
-                if token not in allowed:
-                    allowed.append(token)
-        return trie
+        """The names' token trie, each name followed by EOS; blank names left out."""
+        return build_trie(self.scorer.answer_token_ids(name) + [self.eos_id] for name in names if name.strip())
 
     def _decode(self, state: DecodeState, searches: list[_TokenSearch | _SequenceSearch]) -> None:
         """Run every search to its end; each step is one forward pass over all searches' rows.
@@ -459,7 +337,7 @@ class RagGenerator:
             offset += k
         choices = None  # one list per continuation token: the allowed tokens after the tokens before it
         if searches[0].trie is not None:
-            choices = [_path_choices(s.trie, hyp.ids) for s, hyps in zip(searches, candidates) for _ in
+            choices = [path_choices(s.trie, hyp.ids) for s, hyps in zip(searches, candidates) for _ in
                        range(s.prior.numel()) for hyp in hyps]
         token_lp, mask = self.scorer.continuation_logprobs(prompts, torch.cat(rows), continuations, choices)
         results, start = [], 0
@@ -471,7 +349,7 @@ class RagGenerator:
             start += k * n
         return results
 
-    def _best_of(self, hyps: list[_Hyp], prior: torch.Tensor, loglik: torch.Tensor) -> RagResult:
+    def _best_of(self, hyps: list[Hyp], prior: torch.Tensor, loglik: torch.Tensor) -> RagResult:
         """The candidate with the highest log p(y|x), from each one's log p(y|x,d) (N, K)."""
         marginal = sequence_marginal(prior[None].to(loglik.device), loglik)  # (N,)
         best = int(marginal.argmax())
@@ -494,12 +372,12 @@ class RagGenerator:
             complete=answer.stop is not None,
         )
 
-    def _cut(self, generated: list[int]) -> _Hyp:
+    def _cut(self, generated: list[int]) -> Hyp:
         """Tokens as a hypothesis: the answer up to the first stop token, and that token (anything after it dropped)."""
         for i, token in enumerate(generated):
             if token in self.stop_ids:
-                return _Hyp(generated[:i], token, 0.0)
-        return _Hyp(generated, None, 0.0)
+                return Hyp(generated[:i], token, 0.0)
+        return Hyp(generated, None, 0.0)
 
 
 def _check(request: RagRequest) -> None:
@@ -516,14 +394,6 @@ def _check(request: RagRequest) -> None:
         raise ValueError("allowed_answers needs at least one name (None: free generation)")
 
 
-def _path_choices(trie: Trie, ids: Sequence[int]) -> list[list[int]]:
-    """The tokens the trie allows at each position of ids; ValueError when ids leave the trie."""
-    choices = [trie.get(tuple(ids[:t]), []) for t in range(len(ids))]
-    if any(token not in allowed for token, allowed in zip(ids, choices)):
-        raise ValueError("the answer is not one of the allowed names")
-    return choices
-
-
 def _prior(log_priors: Sequence[float]) -> torch.Tensor:
     """log p(d|x) (K,), renormalised."""
     return torch.tensor(log_priors, dtype=torch.float32).log_softmax(-1)  # (K,)
@@ -531,5 +401,4 @@ def _prior(log_priors: Sequence[float]) -> torch.Tensor:
 
 def _max_steps(request: RagRequest, trie: Trie | None) -> int:
     """max_new_tokens, raised under a trie so that the longest allowed name and its EOS always fit."""
-    longest = max((len(prefix) + 1 for prefix in trie), default=0) if trie else 0
-    return max(request.max_new_tokens, longest)
+    return max(request.max_new_tokens, longest_path(trie))
