@@ -66,7 +66,7 @@ def run_evaluate(config: DistillConfig, retriever: Retriever) -> dict:
         if timed:
             latency[name] = _latency(name, generator, timed, cfg, run_id)
         del generator
-    result = _merge(_previous(config), {"machine": _machine(), "eval": vars(cfg), "ceilings": ceilings,
+    result = _merge(_previous(config), {"machine": _machine(), "eval": cfg.model_dump(), "ceilings": ceilings,
                                         "rows": rows, "latency": latency, "notes": notes})
     _write_results(config, result)
     _update_cards(config, result["rows"])

@@ -18,7 +18,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -139,7 +139,7 @@ def _start(model, optimizer, scheduler, cfg: TrainConfig, out_dir: Path, seed: i
         _seed_everything(seed)
         return 0
     state = torch.load(newest[-1] / "state.pt", map_location="cpu", weights_only=False)
-    if _resumable(state["train_config"]) != _resumable(asdict(cfg)) or state["seed"] != seed:
+    if _resumable(state["train_config"]) != _resumable(cfg.model_dump()) or state["seed"] != seed:
         raise ValueError(f"{newest[-1]} was written with another config or seed; delete {checkpoints} "
                          "or start over with --set <section>.resume=false")
     model.load_state_dict(state["model"])
@@ -166,7 +166,7 @@ def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, cfg
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": _rng_states(),
-        "train_config": asdict(cfg),
+        "train_config": cfg.model_dump(),
         "seed": config.seed,
     }, tmp / "state.pt")
     save_config(config, tmp / "distillation_config.json")

@@ -14,7 +14,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from distillation.__main__ import main
-from distillation.config import DistillConfig, field_docs, load_config
+from distillation.config import DistillConfig, field_docs, load_config, save_config
 from distillation.data import Example, read_examples, run_data
 from distillation.evaluation import run_evaluate
 from distillation.losses import distillation_loss, divergence, forward_kl, generalized_jsd, rag_nll, reverse_kl
@@ -134,6 +134,33 @@ def test_config_defaults_profile_file_and_overrides(tmp_path):
             load_config("cpu", None, bad)
     assert all(doc for _, _, doc in field_docs())  # every field documented
     assert main(["data", "--set", "nope=1"]) == 2
+
+
+def test_config_enumerations_ranges_help_and_saved_files(tmp_path, capsys):
+    for bad in (["student.jsd_beta=1"], ["student.alpha=1.5"], ['eval.splits=["train"]'], ["eval.mode=beam"],
+                ['eval.measure=["speed"]'], ["teacher.steps=0"], ["eval.dtype=float16"], ["torch_threads=0"]):
+        with pytest.raises(ValueError):
+            load_config("cpu", None, bad)
+    config = load_config("gpu", None, ["student.train.lr=0.5", "teacher.bf16=true", "data.mix_with=a.jsonl"])
+    assert (config.teacher.bf16, config.student.train.bf16, config.data.mix_with) == (True, None, ["a.jsonl"])
+    assert config.student.train.steps == 5000 and DistillConfig().student.train.steps == 250  # its own defaults
+    saved = save_config(config, tmp_path / "saved.json")
+    assert load_config("cpu", saved) == config  # a saved config is a config file
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    for key, default, doc in field_docs():
+        assert f"  {key}  " in listed and doc.split()[0] in listed, key
+    saved_keys = {f"{section}.{key}" if section else key for section, key in _leaves(json.loads(saved.read_text()))}
+    listed_keys = [key for key, _, _ in field_docs()]
+    assert set(listed_keys) == saved_keys and len(listed_keys) == len(saved_keys)  # every field of a config
+    assert ("student.train.bf16", None) in [(key, default) for key, default, _ in field_docs()]  # auto
+
+
+def _leaves(tree: dict, section: str = "") -> list[tuple[str, str]]:
+    """(section, key) of every leaf of a nested dict."""
+    return [pair for key, value in tree.items() for pair in (
+        _leaves(value, f"{section}.{key}".lstrip(".")) if isinstance(value, dict) else [(section, key)])]
 
 
 def test_templates_both_directions_and_generic_fallback():
