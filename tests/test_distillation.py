@@ -16,7 +16,7 @@ from transformers import LlamaForCausalLM
 from distillation.__main__ import main
 from distillation.config import DistillConfig, field_docs, load_config, save_config
 from distillation.data import Example, read_examples, run_data
-from distillation.evaluation import run_evaluate
+from distillation.evaluation import answer, run_evaluate, score
 from distillation.losses import distillation_loss, divergence, forward_kl, generalized_jsd, rag_nll, reverse_kl
 from distillation.pipeline import run, student_objective, teacher_objective, training_examples
 from distillation.rag_batch import answer_ids, answer_logits, make_batch
@@ -25,6 +25,7 @@ from distillation.templates import generic_templates, template_questions
 from distillation.training import read_log, train
 from generator_service.fact_scoring import FactScorer
 from generator_service.lm_loading import load_causal_lm
+from generator_service.rag import RagGenerator
 from retriever_service.ingest import ingest_triples
 from retriever_service.readers import read_triples
 from retriever_service.settings import RetrieverSettings
@@ -161,6 +162,16 @@ def _leaves(tree: dict, section: str = "") -> list[tuple[str, str]]:
     """(section, key) of every leaf of a nested dict."""
     return [pair for key, value in tree.items() for pair in (
         _leaves(value, f"{section}.{key}".lstrip(".")) if isinstance(value, dict) else [(section, key)])]
+
+
+def test_score_counts_hits_after_folding_and_exact_matches_as_written():
+    examples = [Example("who directed Forrest Gump", ["Robert Zemeckis"], "movie_to_director", "test"),
+                Example("what did Tom Hanks act in", ["Big", "Cast Away"], "actor_to_movie", "test"),
+                Example("what did Spike Jonze act in", ["Her"], "actor_to_movie", "test")]
+    scored = score(examples, ["robert zemeckis", "Cast Away ", "Up"])
+    assert scored == {"questions": 3, "hits@1": 2 / 3, "exact_match": 1 / 3, "by_qtype": {
+        "actor_to_movie": {"questions": 2, "hits@1": 1 / 2, "exact_match": 1 / 2},
+        "movie_to_director": {"questions": 1, "hits@1": 1.0, "exact_match": 0.0}}}
 
 
 def test_templates_both_directions_and_generic_fallback():
@@ -339,10 +350,19 @@ def test_all_steps_end_to_end(tmp_path, metaqa_dir, tiny_base, retriever):
     result = json.loads((tmp_path / "results" / "distillation.json").read_text())
     assert {(r["model"], r["split"]) for r in result["rows"]} == {(m, s) for m in ("base", "teacher", "student")
                                                                   for s in ("test", "dev")}
-    assert all(0 <= r["hits@1"] <= 1 for r in result["rows"])
-    assert all(r["latency_ms_per_answer"] > 0 for r in result["rows"] if r["split"] == "test")
+    sources = {"base": tiny_base, "teacher": tmp_path / "models/teacher", "student": tmp_path / "models/student"}
+    generators = {name: RagGenerator(load_causal_lm(source, cache_dir=tmp_path / "cache", dtype=config.eval.dtype,
+                                                    device=config.device)) for name, source in sources.items()}
+    for row in result["rows"]:  # each row's figures: its model's answers to its split's stored questions, scored
+        examples = read_examples(Path(config.run_dir) / "eval" / f"{row['split']}.jsonl")
+        predictions, _ = answer(generators[row["model"]], examples, config.eval)
+        assert {key: row[key] for key in ("questions", "hits@1", "exact_match", "by_qtype")} == score(examples,
+                                                                                                    predictions)
+    latency = {name: timing["ms_per_answer"] for name, timing in result["latency"].items()}
+    assert all(r["latency_ms_per_answer"] == latency[r["model"]] > 0 for r in result["rows"] if r["split"] == "test")
     assert {r["split"] for r in result["rows"] if "latency_ms_per_answer" in r} == {"test"}  # dev is not timed
-    assert len({timing["run"] for timing in result["latency"].values()}) == 1 and result["student_speedup"] > 0
+    assert len({timing["run"] for timing in result["latency"].values()}) == 1
+    assert result["student_speedup"] == round(latency["teacher"] / latency["student"], 2)
     assert result["ceilings"]["test"]["graph_answerable"] == "2 of 2"
     assert (tmp_path / "results" / "distillation.png").stat().st_size > 0
     assert (Path(config.run_dir) / "eval" / "metrics.json").is_file()

@@ -4,7 +4,8 @@ type as its schema says. The retriever stores in memory with the real MiniLM; th
 the tiny random Llama and reaches its own retriever app through httpx.ASGITransport.
 
 The default suite runs a few cases per operation and mode; `-m slow` runs many more. Each test
-prints the number of cases it tried.
+asserts that every operation had cases checked in each of its modes (a schema that yields no
+operation, or a strategy that yields no case, fails), and prints the number of cases checked.
 """
 
 from collections import Counter
@@ -30,6 +31,10 @@ FACTS = [
     {"subject": "Germany", "relation": "capital", "object": "Berlin"},
     {"subject": "France", "relation": "borders", "object": "Spain"},
 ]
+HEALTH_OPERATIONS = ("GET /healthz", "GET /readyz", "GET /metrics")
+RETRIEVER_OPERATIONS = {"POST /v1/search", "POST /v1/search/batch", "POST /v1/facts", "DELETE /v1/facts",
+                        "GET /v1/stats", *HEALTH_OPERATIONS}
+GENERATOR_OPERATIONS = {"POST /v1/answer", "POST /v1/answer/batch", "POST /v1/score", *HEALTH_OPERATIONS}
 COMMON = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 FAST = settings(max_examples=6, **COMMON)
 THOROUGH = settings(max_examples=60, **COMMON)  # keeps `make test-slow` under 10 minutes
@@ -68,39 +73,48 @@ def generator_api(tmp_path_factory, encoder):
 
 def _fuzz(schema, budget: settings) -> Counter:
     """Every operation with valid data, and those that take input with invalid data too; returns the
-    cases tried per operation."""
-    tried: Counter = Counter()
+    cases checked per (operation, mode), after asserting that every one of those pairs had some."""
+    planned, checked = set(), Counter()
     for operation in (result.ok() for result in schema.get_all_operations()):
         takes_input = bool(operation.body) or next(operation.iter_parameters(), None) is not None
         for mode in GenerationMode if takes_input else [GenerationMode.POSITIVE]:
+            planned.add((operation.label, mode.value))
+
             @budget
             @given(case=operation.as_strategy(generation_mode=mode))
             def check(case) -> None:
-                tried[operation.label] += 1
                 case.call_and_validate()
+                checked[operation.label, mode.value] += 1  # counted once its response passed every check
 
             check()
-    return tried
+    assert planned and set(checked) == planned, f"no case checked for {sorted(planned - set(checked))}"
+    return checked
 
 
-def _report(capsys, service: str, tried: Counter) -> None:
+def _report(capsys, service: str, checked: Counter, operations: set[str]) -> None:
+    """Print the cases checked per operation; the service's known operations must be among them."""
+    per_operation = Counter()
+    for (label, _), count in checked.items():
+        per_operation[label] += count
+    assert operations <= set(per_operation), sorted(operations - set(per_operation))
     with capsys.disabled():
-        print(f"\nschemathesis, {service}: {sum(tried.values())} cases over {len(tried)} operations {dict(tried)}")
+        print(f"\nschemathesis, {service}: {sum(checked.values())} cases over {len(per_operation)} operations "
+              f"{dict(per_operation)}")
 
 
 def test_retriever_api(retriever_api, capsys):
-    _report(capsys, "retriever", _fuzz(retriever_api, FAST))
+    _report(capsys, "retriever", _fuzz(retriever_api, FAST), RETRIEVER_OPERATIONS)
 
 
 def test_generator_api(generator_api, capsys):
-    _report(capsys, "generator", _fuzz(generator_api, FAST))
+    _report(capsys, "generator", _fuzz(generator_api, FAST), GENERATOR_OPERATIONS)
 
 
 @pytest.mark.slow
 def test_retriever_api_thorough(retriever_api, capsys):
-    _report(capsys, "retriever", _fuzz(retriever_api, THOROUGH))
+    _report(capsys, "retriever", _fuzz(retriever_api, THOROUGH), RETRIEVER_OPERATIONS)
 
 
 @pytest.mark.slow
 def test_generator_api_thorough(generator_api, capsys):
-    _report(capsys, "generator", _fuzz(generator_api, THOROUGH))
+    _report(capsys, "generator", _fuzz(generator_api, THOROUGH), GENERATOR_OPERATIONS)
