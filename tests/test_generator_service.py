@@ -16,6 +16,7 @@ from generator_service.app import create_app
 from generator_service.rag import RagGenerator, RagRequest
 from generator_service.settings import GeneratorSettings
 from retriever_transport import FACTS, RetrieverTransport, running_retriever
+from shared.facts import answer_candidates
 from tiny_lm import tiny_lm
 
 QUESTION = "What is the capital of France?"
@@ -84,20 +85,24 @@ def _assert_error(response, status: int, code: str) -> dict:
     return body["error"]
 
 
-def _assert_marginal(body: dict) -> None:
-    """prob = exp(log_prob) = sum_d prior * likelihood, and the posteriors are the normalised shares."""
+def _assert_marginal(body: dict, rag: RagGenerator, constrained: bool = True) -> None:
+    """prob = exp(log_prob) = sum_d prior * likelihood, each likelihood is the answer's probability under its
+    fact alone (within the facts' names when constrained), and the posteriors are the normalised shares."""
     facts = body["facts"]
     assert math.isclose(body["prob"], math.exp(body["log_prob"]), rel_tol=1e-9)
     assert math.isclose(sum(f["prior"] for f in facts), 1.0, rel_tol=1e-5)
     assert math.isclose(sum(f["posterior"] for f in facts), 1.0, rel_tol=1e-5)
     assert math.isclose(sum(f["prior"] * f["likelihood"] for f in facts), body["prob"], rel_tol=1e-3)
+    linked = {name for entity in body["linked"] for name in entity["names"]}
+    allowed = answer_candidates(facts, linked) if constrained else None
     for f in facts:
-        assert 0.0 < f["likelihood"] <= 1.0
+        alone = rag.score(body["question"], [f["text"]], [0.0], body["answer"], allowed)
+        assert math.isclose(f["likelihood"], math.exp(alone.log_prob), rel_tol=1e-3, abs_tol=1e-9)
         assert math.isclose(f["posterior"], f["prior"] * f["likelihood"] / body["prob"], rel_tol=1e-3, abs_tol=1e-9)
 
 
 @pytest.mark.parametrize("mode", ["token", "sequence"])
-def test_answer(client, retriever, mode):
+def test_answer(client, retriever, rag, mode):
     found = retriever.post("/v1/search", json={"query": QUESTION, "k": 3}).json()["facts"]
     r = client.post("/v1/answer", json={"question": QUESTION, "k": 3, "mode": mode, "max_new_tokens": 4})
     assert r.status_code == 200, r.text
@@ -110,16 +115,16 @@ def test_answer(client, retriever, mode):
     # the process default when a thread first uses it; run alone, this module's retriever threads do so before
     # the generator app sets 1 thread, the generator's after, and the same search comes back 1.7e-6 apart
     assert [f["prior"] for f in body["facts"]] == pytest.approx([f["prior"] for f in found], rel=1e-5)
-    _assert_marginal(body)
+    _assert_marginal(body, rag)
     timings = body["timings"]
     assert min(timings.values()) >= 0 and timings["total_ms"] >= timings["retrieve_ms"] + timings["generate_ms"]
 
 
-def test_constrained_beam_answer_is_an_entity_of_the_facts(client):
+def test_constrained_beam_answer_is_an_entity_of_the_facts(client, rag):
     r = client.post("/v1/answer", json={"question": QUESTION, "k": 3, "num_beams": 2, "constrain": True})
     assert r.status_code == 200, r.text
     assert r.json()["answer"] in {"France", "Paris", "Spain"}
-    _assert_marginal(r.json())
+    _assert_marginal(r.json(), rag)
 
 
 def test_answers_are_constrained_unless_asked_otherwise(client, rag):
@@ -133,16 +138,16 @@ def test_answers_are_constrained_unless_asked_otherwise(client, rag):
     assert free["answer"] == alone.answer and free["log_prob"] == pytest.approx(alone.log_prob, abs=1e-3)
 
 
-def test_score(client):
+def test_score(client, rag):
     r = client.post("/v1/score", json={"question": QUESTION, "answer": "Paris"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["answer"] == "Paris" and body["log_prob"] < 0 and body["note"] is None
     assert {f["object"] for f in body["facts"]} == {"Paris", "Spain"}
-    _assert_marginal(body)
+    _assert_marginal(body, rag, constrained=False)  # /v1/score scores the answer as given
 
 
-def test_batch_is_one_retriever_call_and_matches_single_answers(client, switch):
+def test_batch_is_one_retriever_call_and_matches_single_answers(client, switch, rag):
     questions = [QUESTION, "What is the capital of Germany?", "Which country borders France?"]
     switch.calls.clear()
     r = client.post("/v1/answer/batch", json={"questions": questions, "k": 2, "mode": "sequence"})
@@ -151,7 +156,7 @@ def test_batch_is_one_retriever_call_and_matches_single_answers(client, switch):
     results = r.json()["results"]
     assert [res["question"] for res in results] == questions
     for question, res in zip(questions, results):
-        _assert_marginal(res)
+        _assert_marginal(res, rag)
         alone = client.post("/v1/answer", json={"question": question, "k": 2, "mode": "sequence"}).json()
         assert alone["answer"] == res["answer"]
         assert alone["log_prob"] == pytest.approx(res["log_prob"], abs=1e-3)
