@@ -119,11 +119,11 @@ def test_a_bad_question_shows_the_services_message(page, question, code):
 
 @pytest.mark.parametrize("status, code, hint", [(429, "overloaded", "busy"), (503, "retriever_unavailable", "not ready")])
 def test_refusals_are_shown_as_messages(page, status, code, hint):
-    fulfill_with(page, status, {"error": {"code": code, "message": "try later", "details": None}, "request_id": "r1"},
+    fulfill_with(page, status, {"error": {"code": code, "message": "try later", "details": []}, "request_id": "r1"},
                  {"retry-after": "3"})
     ask(page, QUESTION)
     error = page.locator("#error")
-    sync_api.expect(error).to_contain_text(f"{status} {code}: try later")
+    sync_api.expect(error).to_contain_text(f"{status} {code}: try later.")
     sync_api.expect(error).to_contain_text(hint)
     sync_api.expect(error).to_contain_text("Try again in 3 s")
     assert page.locator("#submit").is_enabled()

@@ -78,6 +78,9 @@ function setBusy(busy) {
   $("status").textContent = busy ? "Asking…" : "";
 }
 
+// The text with a full stop at its end, unless it has one.
+const sentence = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
+
 // "<status> <code>: <message>", with a hint for the status and Retry-After when the service sent one.
 async function errorText(response) {
   let code = response.statusText || "error";
@@ -89,7 +92,7 @@ async function errorText(response) {
   } catch {
     message = "the reply was not JSON";
   }
-  const parts = [`${response.status} ${code}: ${message}`];
+  const parts = [`${response.status} ${code}: ${sentence(message)}`];
   if (HINTS[response.status]) parts.push(HINTS[response.status]);
   const retry = response.headers.get("retry-after");
   if (retry) parts.push(`Try again in ${retry} s.`);
@@ -141,6 +144,7 @@ function renderEvidence(reply) {
   const paths = Array.isArray(reply.paths) && reply.paths.length ? reply.paths : null;
   const rows = paths || reply.facts || [];
   $("evidence-title").textContent = paths ? "Evidence: paths" : "Evidence: facts";
+  $("evidence-kind").textContent = paths ? "path" : "fact";
   const top = rows.reduce((best, row, i) => (row.posterior > (rows[best]?.posterior ?? -1) ? i : best), -1);
   $("evidence").tBodies[0].replaceChildren(...rows.map((row, i) => evidenceRow(row, paths !== null, i === top)));
   $("evidence-section").hidden = rows.length === 0;
