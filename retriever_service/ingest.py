@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -45,7 +45,10 @@ def ingest_triples(
     entities: EntityIndex | None = None,
     batch_size: int = 2048,
     progress: bool = False,
+    on_batch: Callable[[IngestStats], None] | None = None,
 ) -> IngestStats:
+    """Embed and store the triples' facts in batches; `on_batch` is called after each batch is stored
+    (a load records its checkpoint there: what the stream gave so far is in the store)."""
     stats = IngestStats()
     bar = tqdm(unit=" facts", desc="ingest", disable=not progress, smoothing=0.05)
     for batch in _batches(triples, batch_size):
@@ -63,6 +66,8 @@ def ingest_triples(
             stats.added += len(new)
         bar.update(len(batch))
         bar.set_postfix(added=stats.added, refresh=False)
+        if on_batch is not None:
+            on_batch(stats)
     bar.close()
     return stats
 

@@ -196,6 +196,7 @@ class KgReader:
                 self.report.add(item.path, number, str(exc))
                 continue
             self.marks[index] = InputMark(number, offset + len(raw))
+            self.report.relations[triple.relation] += 1
             yield triple
 
     def _collect_names(self) -> None:

@@ -1,13 +1,25 @@
+import bz2
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retriever_service import ingest_cli
 from retriever_service.demo_kg import demo_triples, write_demo_kg
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
+from bench.ingest_bench import write_dump
+from retriever_service.readers import read_triples
+from shared.facts import NODE, Triple, kind_of
 from shared.metrics import Metrics
-from shared.facts import Triple
 from tests.conftest import FIXTURES
 
 
@@ -110,3 +122,108 @@ def test_relation_read_about_each_linked_mention(tmp_path, capsys, encoder, monk
     assert {"who are the X in tension", "who are the actors in X", "who directed X"} <= set(encoded)
     assert [(r.facts[0].relation, r.facts[0].object) for r in result] == [
         ("starred_actors", "Richard Basehart"), ("directed_by", "John Berry")]
+
+
+CASES = FIXTURES / "dbpedia_cases.nt"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class HashEncoder:
+    """Deterministic unit vectors from each text's CRC, after a pause per batch: a load without the model,
+    slow enough to be killed half-way."""
+
+    dim, name = 384, "fake"
+
+    def __init__(self, pause: float = 0.0) -> None:
+        self.pause = pause
+
+    def encode(self, texts, batch_size=128):
+        time.sleep(self.pause)
+        rows = np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(self.dim) for t in texts])
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+# `kgrag-ingest` with a HashEncoder pausing argv[1] seconds per batch.
+PAUSED_LOAD = ("import sys; from tests.test_ingest_cli import HashEncoder; from retriever_service import ingest_cli; "
+               "ingest_cli.Encoder.load = classmethod(lambda cls, **kw: HashEncoder(float(sys.argv[1]))); "
+               "sys.exit(ingest_cli.main(sys.argv[2:]))")
+
+
+def packed(tmp_path, source, name):
+    path = tmp_path / name
+    path.write_bytes(bz2.compress(source.read_bytes()))
+    return path
+
+
+def test_stats_of_files_is_a_dry_run_without_the_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ingest_cli.Encoder, "load", classmethod(lambda cls, **kw: pytest.fail("model loaded")))
+    dump = packed(tmp_path, CASES, "cases.nt.bz2")
+    out = run(capsys, "--data-dir", str(tmp_path / "store"), "stats", str(dump), str(FIXTURES / "movies.txt"))
+    expected = Counter(t.relation for path in (dump, FIXTURES / "movies.txt") for t in read_triples(path))
+    assert out["relations"] == dict(expected.most_common(50)) and out["triples"] == sum(expected.values())
+    assert out["dropped"]["empty literal"] == 1 and out["dropped"]["dbp duplicate of dbo"] == 2
+    assert out["dropped_by_predicate"]["predicate rule"]["dbp:image"] == 1
+    assert out["skipped_lines"] == 3 and any("cases.nt.bz2:36" in e for e in out["errors"])
+    assert not (tmp_path / "store").exists()  # nothing stored, no store opened
+    dropped = run(capsys, "stats", str(dump), "--long-text", "drop", "--languages", "en,fr")
+    assert dropped["passages"] == 0 and dropped["dropped"]["long text"] == 3
+    assert "other language" in dropped["dropped"] and dropped["dropped"]["other language"] < out["dropped"]["other language"]
+
+
+def test_stats_of_the_store_counts_facts_per_relation(tmp_path, capsys):
+    run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"))
+    out = run(capsys, "--data-dir", str(tmp_path), "stats")
+    expected = Counter(t.relation for t in read_triples(FIXTURES / "movies.txt"))
+    assert out["relations"] == dict(expected) and out["facts"] == sum(expected.values())
+
+
+def test_load_of_compressed_dbpedia_stores_kinds_and_reports_what_was_left_out(tmp_path, capsys, encoder):
+    dump = packed(tmp_path, CASES, "cases.nt.bz2")
+    out = run(capsys, "--data-dir", str(tmp_path), "load", str(dump))
+    triples = list(read_triples(CASES))
+    assert out["facts"] == out["added"] == len({t.id for t in triples})
+    assert out["dropped"]["empty literal"] == 1 and out["skipped_lines"] == 1 and out["resumed_after_line"] == {}
+    assert not (tmp_path / "facts.ingest-checkpoint.json").exists()
+    node_fact = Triple("Ada Lovelace", "occupation", "Ada Lovelace, person function 1")
+    state = RetrieverState(settings=RetrieverSettings(data_dir=tmp_path), encoder=encoder, metrics=Metrics("test"))
+    try:
+        stored = state.store().fetch([node_fact.id])[node_fact.id]
+    finally:
+        state.close()
+    assert kind_of(stored, "object") == NODE and kind_of(stored, "subject") == "entity"
+
+
+def test_bad_rules_file_is_a_clear_error_before_anything_loads(tmp_path, capsys):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('long_text = "summaries"\n')
+    assert ingest_cli.main(["--data-dir", str(tmp_path), "load", str(CASES), "--rules", str(rules)]) == 2
+    assert "long_text" in capsys.readouterr().err
+    assert not (tmp_path / "facts").exists()
+
+
+def test_killed_compressed_load_resumes_to_the_exact_count(tmp_path, capsys, monkeypatch):
+    """A real load process is killed (SIGKILL) after its checkpoint recorded some batches; run again, it
+    reads on from there and ends with the count of a clean load."""
+    dump = write_dump(tmp_path / "kg.nt.bz2", 5000)
+    args = ["--data-dir", str(tmp_path / "killed"), "load", str(dump), "--batch-size", "100"]
+    checkpoint = tmp_path / "killed" / "facts.ingest-checkpoint.json"
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_LOAD, "0.3", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (checkpoint.exists() and json.loads(checkpoint.read_text())["inputs"][0]["mark"]["line"] > 0):
+            assert proc.poll() is None and time.monotonic() < deadline, "the load ended before it could be killed"
+            time.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done_line = json.loads(checkpoint.read_text())["inputs"][0]["mark"]["line"]
+    monkeypatch.setattr(ingest_cli.Encoder, "load", classmethod(lambda cls, **kw: HashEncoder()))
+    resumed = run(capsys, *args)
+    clean = run(capsys, "--data-dir", str(tmp_path / "clean"), "load", str(dump), "--batch-size", "100")
+    assert resumed["facts"] == clean["facts"] == len({t.id for t in read_triples(dump)})
+    assert resumed["resumed_after_line"] == {str(dump): done_line} and done_line > 0
+    assert resumed["received"] < clean["received"]  # the stored part was not read into facts again
+    assert resumed["existing"] < 100  # at most the batch in flight when the process was killed
+    assert not checkpoint.exists()
