@@ -21,7 +21,9 @@ from pydantic import BaseModel, ValidationError
 
 from generator_service.settings import GeneratorSettings
 from shared.middleware import REQUEST_ID_HEADER
-from shared.retriever_api import BatchSearchRequest, BatchSearchResponse, SearchRequest, SearchResponse
+from shared.retriever_api import (
+    BatchPathSearchRequest, BatchPathSearchResponse, PathOptions, PathSearchRequest, PathSearchResponse,
+)
 
 Model = TypeVar("Model", bound=BaseModel)
 _RETRIED = (httpx.ConnectError, httpx.ConnectTimeout)
@@ -62,15 +64,16 @@ class RetrieverClient:
         self._retries, self._backoff_s = settings.retriever_retries, settings.retriever_backoff_s
         self._call_seconds = call_seconds
 
-    async def search(self, query: str, k: int, request_id: str | None) -> SearchResponse:
-        body = SearchRequest(query=query, k=k)
-        response = await self._call("POST", "/v1/search", request_id, body)
-        return _parse(response, SearchResponse)
+    async def paths(self, query: str, options: PathOptions, request_id: str | None) -> PathSearchResponse:
+        body = PathSearchRequest(query=query, **options.model_dump())
+        response = await self._call("POST", "/v1/paths", request_id, body)
+        return _parse(response, PathSearchResponse)
 
-    async def search_batch(self, queries: list[str], k: int, request_id: str | None) -> BatchSearchResponse:
-        body = BatchSearchRequest(queries=queries, k=k)
-        response = await self._call("POST", "/v1/search/batch", request_id, body)
-        return _parse(response, BatchSearchResponse)
+    async def paths_batch(self, queries: list[str], options: PathOptions,
+                          request_id: str | None) -> BatchPathSearchResponse:
+        body = BatchPathSearchRequest(queries=queries, **options.model_dump())
+        response = await self._call("POST", "/v1/paths/batch", request_id, body)
+        return _parse(response, BatchPathSearchResponse)
 
     async def check_ready(self, request_id: str | None) -> None:
         """Returns if the retriever's /readyz answers 2xx; raises RetrieverUnavailable when it is down or not ready."""

@@ -3,21 +3,24 @@ question length, batch size) are checked by the endpoints, with the configured v
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool
 
 from shared.openapi import NON_BLANK, NON_BLANK_ITEMS, Count
-from shared.retriever_api import LinkedEntityOut
+from shared.retriever_api import LinkedEntityOut, PathOut, PathRef
 
 Mode = Literal["token", "sequence"]
-NO_FACT_NOTE = "the retriever found no fact for this question, so no answer was generated"
-_NO_FACT = ("null when the retriever found no fact for the question (then `note` says so and `facts` is "
-            "empty): an answer without a fact would be the bare model's guess, which this service does not give")
+Hops = Annotated[Count, Field(le=3)]
+NO_PATH_NOTE = "the retriever found no path for this question, so no answer was generated"
+_NO_FACT = ("null when the graph has no answer (then `note` says why and `answers`, `paths` and `facts` are "
+            "empty): an answer without evidence would be the bare model's guess, which this service does not give")
 
 
 class GenerationOptions(BaseModel):
-    k: Count | None = Field(None, description="facts to retrieve (default and limit: settings default_k, max_k)")
+    k: Count | None = Field(None, description="paths to retrieve as documents (default and limit: settings default_k, "
+                            "max_k); a one-step path is one fact")
+    hops: Hops | None = Field(None, description="longest relation chain followed, 1 to 3 (default: the retriever's)")
     mode: Mode = Field("token", description="RAG-Token (facts mixed at each token) or RAG-Sequence (per answer)")
     max_new_tokens: Count | None = Field(None, description="answer length limit (default: settings)")
     num_beams: Count = Field(1, description="beam width; 1 is greedy (limit: settings max_beams)")
@@ -41,7 +44,8 @@ class BatchAnswerRequest(GenerationOptions):
 class ScoreRequest(BaseModel):
     question: str = Field(..., json_schema_extra=NON_BLANK)
     answer: str = Field(..., json_schema_extra=NON_BLANK, description="the answer to score")
-    k: Count | None = Field(None, description="facts to retrieve (default and limit: settings default_k, max_k)")
+    k: Count | None = Field(None, description="paths to retrieve (default and limit: settings default_k, max_k)")
+    hops: Hops | None = Field(None, description="longest relation chain followed, 1 to 3 (default: the retriever's)")
 
 
 class ScoredFact(BaseModel):
@@ -52,8 +56,24 @@ class ScoredFact(BaseModel):
     text: str
     score: float = Field(..., description="the retriever's ranking score")
     prior: float = Field(..., description="p(d|x), the retriever's prior over the retrieved facts")
-    likelihood: float = Field(..., description="p(y|x,d): the answer's probability given this fact alone")
-    posterior: float = Field(..., description="p(d|x,y): the fact's share of the answer; sums to 1 over facts")
+    likelihood: float = Field(..., description="p(y|x,d): the answer's probability given the path of this fact "
+                              "(the best such path when several documents walk it)")
+    posterior: float = Field(..., description="p(d|x,y): the share of the answer of the paths that walk this fact; "
+                             "sums to 1 over the facts of one-step paths")
+
+
+class ScoredPath(PathOut):
+    """A document the answer was computed from: the retriever's path with the generator's shares."""
+
+    likelihood: float = Field(..., description="p(y|x,d): the answer's probability given this path alone")
+    posterior: float = Field(..., description="p(d|x,y): the path's share of the answer; sums to 1 over paths")
+
+
+class AnswerItem(BaseModel):
+    name: str
+    prob: float = Field(..., description="P(name is an answer | question): the probability of the relation chains "
+                        "that reach it")
+    paths: list[PathRef] = Field(..., description="the best paths that reach it")
 
 
 class Timings(BaseModel):
@@ -72,10 +92,14 @@ class AnswerResponse(BaseModel):
                                                    "is then that of the cut answer as a prefix); null with no answer")
     mode: Mode
     model: str
-    facts: list[ScoredFact] = Field(..., description="the retrieved facts, in the retriever's order")
+    answers: list[AnswerItem] = Field(..., description="every answer of the question (a list question has several): "
+                                      "each entity whose probability passes the retriever's answer threshold, best "
+                                      "first, with `answer` first among equals; empty when there is no answer")
+    paths: list[ScoredPath] = Field(..., description="the documents: the retrieved paths, in the retriever's order")
+    facts: list[ScoredFact] = Field(..., description="the facts the paths walk, in order of first use")
     linked: list[LinkedEntityOut] = Field(..., description="entities the retriever found in the question")
     timings: Timings
-    note: str | None = Field(None, description="why there is no answer, when there is none")
+    note: str | None = Field(None, description="why there is no answer, when there is none (\"not in the graph\")")
 
 
 class BatchAnswerResponse(BaseModel):
@@ -88,7 +112,8 @@ class ScoreResponse(BaseModel):
     log_prob: float | None = Field(..., description=f"log p(answer|question), marginal over the facts; {_NO_FACT}")
     prob: float | None = Field(..., description="exp(log_prob)")
     model: str
-    facts: list[ScoredFact] = Field(..., description="the retrieved facts with their posterior given the answer")
+    paths: list[ScoredPath] = Field(..., description="the retrieved paths with their posterior given the answer")
+    facts: list[ScoredFact] = Field(..., description="the facts the paths walk, with their posterior given the answer")
     linked: list[LinkedEntityOut]
     timings: Timings
     note: str | None = None

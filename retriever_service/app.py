@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from retriever_service.encoder import Encoder
-from retriever_service.routers import facts, ops, search
+from retriever_service.routers import facts, ops, paths, search
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from retriever_service.store import StoreError
@@ -48,7 +48,7 @@ def create_app(settings: RetrieverSettings | None = None, encoder: Encoder | Non
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_in_flight)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
-    for router in (search.router, facts.router, ops.router):
+    for router in (search.router, paths.router, facts.router, ops.router):
         app.include_router(router)
     document_limits(app, _limits(settings))
     return app
@@ -60,4 +60,12 @@ def _limits(s: RetrieverSettings) -> Limits:
         "SearchRequest": {"query": query, "k": k},
         "BatchSearchRequest": {"queries": {"maxItems": s.max_batch, "items": query}, "k": k},
         "IngestRequest": {"facts": {"maxItems": s.max_facts_per_request}},
+        "PathSearchRequest": {"query": query, "k": k, **_path_limits(s)},
+        "BatchPathSearchRequest": {"queries": {"maxItems": s.max_batch, "items": query}, "k": k, **_path_limits(s)},
     }
+
+
+def _path_limits(s: RetrieverSettings) -> dict[str, dict]:
+    return {"hops": {"maximum": s.max_hops}, "beam": {"maximum": s.max_path_beam},
+            "facts_per_step": {"maximum": s.max_facts_per_step}, "paths_per_chain": {"maximum": s.max_paths_per_chain},
+            "max_answers": {"maximum": s.max_answers}}

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from shared.facts import ENTITY, kind_of
 from shared.names import fold, fold_tokens
 
 # Relations whose object is another name for the subject rather than a fact about it.
@@ -43,10 +44,16 @@ class EntityIndex:
 
     def __init__(self) -> None:
         self._names: dict[str, Counter[str]] = {}
+        self._relations: Counter[str] = Counter()  # relation -> facts of it (alias relations not counted)
         self._longest = 1
 
     def __len__(self) -> int:
         return len(self._names)
+
+    @property
+    def relations(self) -> list[str]:
+        """The relations of the stored facts, sorted (aliases are names, not relations)."""
+        return sorted(self._relations)
 
     def _change(self, key: str, name: str, delta: int) -> None:
         if not key:
@@ -61,14 +68,21 @@ class EntityIndex:
             self._longest = max(self._longest, min(MAX_MENTION_TOKENS, key.count(" ") + 1))
 
     def update(self, facts: list[dict], delta: int = 1) -> None:
-        """Add (`delta=1`) or remove (`delta=-1`) the names of facts {subject, relation, object}."""
+        """Add (`delta=1`) or remove (`delta=-1`) the names of facts {subject, relation, object}; ends that are
+        not entities (intermediate nodes, long texts: `shared.facts`) are never names."""
         for fact in facts:
-            subject = fact["subject"]
-            self._change(fold(subject), subject, delta)
-            if fact.get("relation", "").lower() in ALIAS_RELATIONS:
-                self._change(fold(fact["object"]), subject, delta)
-            else:
-                self._change(fold(fact["object"]), fact["object"], delta)
+            subject, obj, relation = fact["subject"], fact["object"], fact.get("relation", "")
+            if relation.lower() not in ALIAS_RELATIONS:
+                self._relations[relation] += delta
+                if self._relations[relation] <= 0:
+                    del self._relations[relation]
+            if kind_of(fact, "subject") == ENTITY:
+                self._change(fold(subject), subject, delta)
+                if relation.lower() in ALIAS_RELATIONS:
+                    self._change(fold(obj), subject, delta)
+                    continue
+            if kind_of(fact, "object") == ENTITY and relation.lower() not in ALIAS_RELATIONS:
+                self._change(fold(obj), obj, delta)
 
     def lookup(self, text: str) -> tuple[str, ...]:
         return tuple(sorted(self._names.get(fold(text), ())))

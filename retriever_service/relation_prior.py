@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from retriever_service.chains import INVERSE
+
 log = logging.getLogger(__name__)
 
-INVERSE = "^-1"
-FORMAT = 2  # 1: centroids of unmasked question vectors; 2: softmax regression on masked questions
+FORMAT = 3  # 1: centroids of unmasked question vectors; 2: softmax regression on masked questions; 3: chain keys
+READABLE = (2, 3)  # a format-2 prior's keys are one-step chains: it still serves
 L2 = 1e-5  # chosen on a held-out fifth of MetaQA dev: key accuracy 0.983 / 0.990 / 0.986 at 0 / 1e-5 / 1e-4
 
 
@@ -47,6 +49,9 @@ class RelationPrior:
     bias: np.ndarray  # (R,)
     temperature: float = 1.0
     weight: float = 0.3
+    mention_penalty: float = 0.0  # subtracted from a path's score per rank of its mention below the linker's first
+    answer_threshold: float | None = None  # P(y in Y|x) an answer needs to be in the answer set, chosen on held-out questions
+    abstain_threshold: float | None = None  # support under which the question is "not in the graph", likewise
 
     def __post_init__(self) -> None:
         self._index = {k: i for i, k in enumerate(self.keys)}  # key -> row, built once
@@ -75,6 +80,12 @@ class RelationPrior:
         optimizer.step(closure)
         return cls(keys=keys, weights=weights.detach().numpy(), bias=bias.detach().numpy(), **params)
 
+    @classmethod
+    def uniform(cls, relations: list[str], dim: int) -> RelationPrior:
+        """Every one-step chain of the relations equally likely: where no prior was fitted, cosine decides."""
+        keys = [key for r in relations for key in (r, r + INVERSE)]
+        return cls(keys=keys, weights=np.zeros((len(keys), dim), dtype=np.float32), bias=np.zeros(len(keys), dtype=np.float32))
+
     def log_probs(self, vectors: np.ndarray) -> np.ndarray:
         """log p(key | q) for masked question vectors (Q, H) -> (Q, R)."""
         logits = (vectors @ self.weights.T + self.bias) / self.temperature  # (Q, R)
@@ -87,7 +98,8 @@ class RelationPrior:
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps({"format": FORMAT, "keys": self.keys, "temperature": self.temperature, "weight": self.weight})
+        meta = json.dumps({"format": FORMAT, "keys": self.keys, "temperature": self.temperature, "weight": self.weight,
+                           "mention_penalty": self.mention_penalty, "answer_threshold": self.answer_threshold, "abstain_threshold": self.abstain_threshold})
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, weights=self.weights, bias=self.bias, meta=np.array(meta))
         tmp.replace(path)
@@ -100,9 +112,10 @@ class RelationPrior:
             return None
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT:
+            if meta.get("format") not in READABLE:
                 log.warning("relation prior %s is of an older format and is not used; refit it with "
                             "`kgrag-ingest fit-relations`", path)
                 return None
             return cls(keys=meta["keys"], weights=data["weights"], bias=data["bias"],
-                       temperature=meta["temperature"], weight=meta["weight"])
+                       temperature=meta["temperature"], weight=meta["weight"],
+                       mention_penalty=meta.get("mention_penalty", 0.0), answer_threshold=meta.get("answer_threshold"), abstain_threshold=meta.get("abstain_threshold"))

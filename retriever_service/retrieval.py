@@ -19,7 +19,7 @@ import numpy as np
 from retriever_service.encoder import Encoder
 from retriever_service.entity_linking import EntityIndex, LinkedEntity, mask_mention
 from retriever_service.relation_prior import RelationPrior, relation_key
-from retriever_service.store import FactStore, StoredHit
+from retriever_service.store import FactFilter, FactStore, StoredHit
 
 _BRACKETS = re.compile(r"[\[\]]")
 
@@ -41,6 +41,11 @@ class SearchResult:
     query: str
     facts: list[RetrievedFact]
     linked: list[LinkedEntity] = field(default_factory=list)
+
+
+def strip_brackets(query: str) -> str:
+    """The question as embedded: a `[bracketed]` topic hint without its brackets."""
+    return _BRACKETS.sub("", query)
 
 
 def softmax_prior(scores: list[float], tau: float) -> list[float]:
@@ -72,12 +77,12 @@ class Retriever:
         rerank = self.relations is not None and any(filters)
         start = time.perf_counter()
         masked = [mask_mention(q, mention) for q, linked in zip(queries, links) for mention in linked] if rerank else []
-        vectors = self.encoder.encode([_BRACKETS.sub("", q) for q in queries] + masked)  # (Q + M, H): one pass
+        vectors = self.encoder.encode([strip_brackets(q) for q in queries] + masked)  # (Q + M, H): one pass
         readings = self._readings(vectors[len(queries) :], links) if rerank else []
         vectors = vectors[: len(queries)]  # (Q, H)
         self.observe("embed", time.perf_counter() - start)
         start = time.perf_counter()
-        hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k, filters)
+        hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k, [FactFilter.touching(f) for f in filters])
         self.observe("search", time.perf_counter() - start)
         results = []
         for i, (query, found, names) in enumerate(zip(queries, hits, filters)):

@@ -34,6 +34,19 @@ class RetrieverSettings(BaseSettings):
     max_facts_per_request: int = Field(5000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
     max_in_flight: int = Field(64, ge=1, description="most requests served at once; more are refused with 429")
+    max_hops: int = Field(3, ge=1, le=3, description="longest relation chain a path search follows (default and limit)")
+    path_beam: int = Field(4, ge=1, description="chains grounded per linked entity, the most likely first")
+    max_path_beam: int = Field(16, ge=1)
+    facts_per_step: int = Field(500, ge=1, description="facts a chain step fetches at most, the most similar first")
+    max_facts_per_step: int = Field(5000, ge=1)
+    paths_per_chain: int = Field(2000, ge=1, description="partial paths kept per chain after each step")
+    max_paths_per_chain: int = Field(20000, ge=1)
+    answers: int = Field(100, ge=1, description="answers a path search returns at most")
+    max_answers: int = Field(1000, ge=1)
+    answer_threshold: float | None = Field(None, ge=0, le=1, description="P(answer) an entity needs to be in the answer "
+                                           "set; unset: the fitted prior's (chosen on held-out questions), else 0.5")
+    abstain_threshold: float | None = Field(None, ge=0, le=1, description="support under which a question is 'not in "
+                                            "the graph'; unset: the fitted prior's, else 0 (never on support alone)")
     encoder_bf16: bool | None = Field(None, description="bf16 autocast for the encoder's batches; unset: on where bf16 "
                                       "is native (AMX, AVX512-BF16), emulated and slow elsewhere")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None keeps torch's default")
@@ -42,6 +55,11 @@ class RetrieverSettings(BaseSettings):
     def _default_k_within_limit(self) -> RetrieverSettings:
         if self.default_k > self.max_k:
             raise ValueError("default_k must not exceed max_k (a request without k would be refused)")
+        pairs = [("path_beam", "max_path_beam"), ("facts_per_step", "max_facts_per_step"),
+                 ("paths_per_chain", "max_paths_per_chain"), ("answers", "max_answers")]
+        for default, limit in pairs:
+            if getattr(self, default) > getattr(self, limit):
+                raise ValueError(f"{default} must not exceed {limit} (a request without it would be refused)")
         return self
 
     @property

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from retriever_service.encoder import Encoder
 from retriever_service.entity_linking import EntityIndex
+from retriever_service.path_search import PathSearch
 from retriever_service.relation_prior import RelationPrior
 from retriever_service.retrieval import Retriever
 from retriever_service.settings import RetrieverSettings
@@ -77,6 +78,13 @@ class RetrieverState:
                     failed.close()  # release the old client's connections
                 except Exception:  # closing a client whose server is gone may fail too
                     log.debug("closing the failed store", exc_info=True)
+
+    def path_search(self) -> PathSearch:
+        """The path search over the store, with the fitted chain prior, or without one every one-step chain of
+        the stored relations equally likely (cosine decides, as for facts)."""
+        prior = self.relations or RelationPrior.uniform(self.entities.relations, self.encoder.dim)
+        return PathSearch(self.encoder, self.store(), self.entities, prior, self.settings.tau,
+                          observe=lambda stage, seconds: self._durations[stage].observe(seconds))
 
     def retriever(self) -> Retriever:
         return Retriever(self.encoder, self.store(), self.entities, self.settings.tau,

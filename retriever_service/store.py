@@ -5,8 +5,10 @@
 
 Callers see `FactStore`, `StoredHit` and `StoreError` only: no qdrant type leaks out of here.
 Points are fact ids (UUID strings) with a unit vector and the payload
-{subject, relation, object, text}; subject and object carry keyword indexes, and an entity
-filter is "subject is one of these names, or object is".
+{subject, relation, object, text} (and an end's kind when it is not an entity, `shared.facts`);
+subject, object and relation carry keyword indexes. A search is filtered by a `FactFilter`: facts
+touching some names (as subject or object, or on one side only) and, optionally, of one relation:
+one hop of a path search is one such filter per chain step, all of a hop's in one batch call.
 """
 
 from __future__ import annotations
@@ -24,11 +26,31 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ENTITY_FIELDS = ("subject", "object")
+INDEXED_FIELDS = (*ENTITY_FIELDS, "relation")
+NAME_FIELDS = [*INDEXED_FIELDS, "subject_kind", "object_kind"]  # what payloads() reads: the entity index's input
 SCROLL_PAGE = 2048
 
 
 class StoreError(RuntimeError):
     """The store failed or cannot be reached; the service answers 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class FactFilter:
+    """Facts with one of `names` as subject or object (`side` None), or on one side only; of `relation` when set."""
+
+    names: tuple[str, ...]
+    side: str | None = None  # "subject", "object" or None for either
+    relation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.side not in (None, *ENTITY_FIELDS):
+            raise ValueError(f"side is 'subject', 'object' or None, not {self.side!r}")
+
+    @classmethod
+    def touching(cls, names: Sequence[str] | None) -> FactFilter | None:
+        """Facts touching any of the names; None (no filter) for none."""
+        return cls(tuple(names)) if names else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +66,7 @@ class FactStore(Protocol):
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None: ...
     def delete(self, ids: Sequence[str]) -> None: ...
     def fetch(self, ids: Sequence[str]) -> dict[str, dict]: ...
-    def search(self, vectors: np.ndarray, k: int, entities: Sequence[Sequence[str] | None]) -> list[list[StoredHit]]: ...
+    def search(self, vectors: np.ndarray, k: int, filters: Sequence[FactFilter | None]) -> list[list[StoredHit]]: ...
     def existing(self, ids: Sequence[str]) -> list[str]: ...
     def payloads(self) -> Iterator[dict]: ...
     def count(self) -> int: ...
@@ -78,6 +100,7 @@ class EdgeStore:
                 self._shard = qe.EdgeShard.load(str(self.path))
             else:
                 self._shard = self._create(dim)
+            self._index_fields()
         except Exception as exc:  # the Rust bindings raise plain Exceptions
             raise StoreError(f"cannot open the Qdrant Edge store at {self.path}: {exc}") from exc
 
@@ -89,15 +112,17 @@ class EdgeStore:
             hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=128, full_scan_threshold=10_000),
         )
         shard = qe.EdgeShard.create(str(self.path), config)
-        for field in ENTITY_FIELDS:
-            shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
         return shard
 
-    def _entity_filter(self, names: Sequence[str] | None):
-        if not names:
-            return None
-        qe = self._qe
-        return qe.Filter(should=[qe.FieldCondition(key=f, match=qe.MatchAny(any=list(names))) for f in ENTITY_FIELDS])
+    def _index_fields(self) -> None:
+        """Keyword indexes on subject, object and relation; a store made before the relation index gets it here."""
+        present = set(self._shard.info().payload_schema)
+        for field in INDEXED_FIELDS:
+            if field not in present:
+                self._shard.update(self._qe.UpdateOperation.create_field_index(field, self._qe.PayloadSchemaType.Keyword))
+
+    def _filter(self, fact_filter: FactFilter | None):
+        return None if fact_filter is None else _build_filter(self._qe, fact_filter)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
         points = [self._qe.Point(pid, vec, payload) for pid, vec, payload in zip(ids, vectors.tolist(), payloads)]
@@ -116,11 +141,11 @@ class EdgeStore:
         records = self._call(self._shard.retrieve, list(ids), True, False)
         return {str(r.id): dict(r.payload) for r in records}
 
-    def search(self, vectors: np.ndarray, k: int, entities: Sequence[Sequence[str] | None]) -> list[list[StoredHit]]:
+    def search(self, vectors: np.ndarray, k: int, filters: Sequence[FactFilter | None]) -> list[list[StoredHit]]:
         qe = self._qe
         requests = [
-            qe.QueryRequest(limit=k, query=qe.Query.Nearest(vec), with_payload=True, filter=self._entity_filter(names))
-            for vec, names in zip(vectors.tolist(), entities)
+            qe.QueryRequest(limit=k, query=qe.Query.Nearest(vec), with_payload=True, filter=self._filter(f))
+            for vec, f in zip(vectors.tolist(), filters, strict=True)
         ]
         batches = self._call(self._shard.query_batch, qe.QueryBatchRequest(requests))
         return [[StoredHit(str(p.id), float(p.score), dict(p.payload)) for p in points] for points in batches]
@@ -128,7 +153,7 @@ class EdgeStore:
     def payloads(self) -> Iterator[dict]:
         offset = None
         while True:
-            request = self._qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=list(ENTITY_FIELDS) + ["relation"])
+            request = self._qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=NAME_FIELDS)
             records, offset = self._call(self._shard.scroll, request)
             yield from (dict(r.payload) for r in records)
             if offset is None:
@@ -182,6 +207,7 @@ class ServerStore:
                 self._client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
             if not self._client.collection_exists(collection):
                 self._create(dim, shards, replicas)
+            self._index_fields()
         except Exception as exc:  # connection refused, timeouts, HTTP errors from the server
             raise StoreError(f"cannot open collection {collection!r} at {url}: {exc}") from exc
 
@@ -193,15 +219,19 @@ class ServerStore:
             shard_number=shards, replication_factor=replicas,
             hnsw_config=m.HnswConfigDiff(m=16, ef_construct=128, full_scan_threshold=10_000),
         )
-        if self.backend == "qdrant-server":  # local mode has no payload indexes and warns
-            for field in ENTITY_FIELDS:
-                self._client.create_payload_index(self.collection, field, m.PayloadSchemaType.KEYWORD)
 
-    def _entity_filter(self, names: Sequence[str] | None):
-        if not names:
-            return None
-        m = self._m
-        return m.Filter(should=[m.FieldCondition(key=f, match=m.MatchAny(any=list(names))) for f in ENTITY_FIELDS])
+    def _index_fields(self) -> None:
+        """Keyword indexes on subject, object and relation (a server collection made before the relation index
+        gets it here); the local mode has no payload indexes and warns, so it is left alone."""
+        if self.backend != "qdrant-server":
+            return
+        present = set(self._client.get_collection(self.collection).payload_schema or {})
+        for field in INDEXED_FIELDS:
+            if field not in present:
+                self._client.create_payload_index(self.collection, field, self._m.PayloadSchemaType.KEYWORD)
+
+    def _filter(self, fact_filter: FactFilter | None):
+        return None if fact_filter is None else _build_filter(self._m, fact_filter)
 
     def _call(self, fn, *args, **kwargs):
         try:
@@ -225,10 +255,10 @@ class ServerStore:
         records = self._call(self._client.retrieve, self.collection, ids=list(ids), with_payload=with_payload)
         return {str(uuid.UUID(str(r.id))): dict(r.payload or {}) for r in records}
 
-    def search(self, vectors: np.ndarray, k: int, entities: Sequence[Sequence[str] | None]) -> list[list[StoredHit]]:
+    def search(self, vectors: np.ndarray, k: int, filters: Sequence[FactFilter | None]) -> list[list[StoredHit]]:
         m = self._m
-        requests = [m.QueryRequest(query=vec, limit=k, filter=self._entity_filter(names), with_payload=True)
-                    for vec, names in zip(vectors.tolist(), entities)]
+        requests = [m.QueryRequest(query=vec, limit=k, filter=self._filter(f), with_payload=True)
+                    for vec, f in zip(vectors.tolist(), filters, strict=True)]
         responses = self._call(self._client.query_batch_points, self.collection, requests=requests)
         return [[StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
@@ -237,7 +267,7 @@ class ServerStore:
         while True:
             records, offset = self._call(
                 self._client.scroll, self.collection, limit=SCROLL_PAGE, offset=offset,
-                with_payload=list(ENTITY_FIELDS) + ["relation"], with_vectors=False,
+                with_payload=NAME_FIELDS, with_vectors=False,
             )
             yield from (dict(r.payload or {}) for r in records)
             if offset is None:
@@ -261,3 +291,15 @@ class ServerStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _build_filter(api, fact_filter: FactFilter):
+    """The Qdrant filter of a FactFilter; `api` is qdrant_edge or qdrant_client.models, whose filter classes
+    share their names and fields."""
+    names = api.MatchAny(any=list(fact_filter.names))
+    sides = ENTITY_FIELDS if fact_filter.side is None else (fact_filter.side,)
+    touching = [api.FieldCondition(key=side, match=names) for side in sides]
+    if fact_filter.relation is None:
+        return api.Filter(should=touching)
+    relation = api.FieldCondition(key="relation", match=api.MatchValue(value=fact_filter.relation))
+    return api.Filter(must=[relation, *touching] if len(touching) == 1 else [relation, api.Filter(should=touching)])

@@ -87,16 +87,30 @@ def fact_sentence(subject: str, relation: str, obj: str) -> str:
 MIN_CANDIDATE_PRIOR = 1e-6
 
 
-def answer_candidates(facts: list[dict], linked: set[str], min_prior: float = MIN_CANDIDATE_PRIOR) -> list[str]:
-    """The entity names an answer may be (constrained decoding): the objects and subjects of the
-    retrieved facts (best fact first) whose prior p(d|x) is at least min_prior, without the
-    question's own linked entities unless nothing else is left (a KG question rarely answers with
-    the entity it asks about). A fact below min_prior carries no weight in the marginal, but its
-    names would still be open to a reader's slip: a question's word that is also a tag ("which
-    films did X direct": "film") brings in a `has_tags` fact of some other film. On MetaQA dev,
-    1e-6 keeps a gold answer among the names for all but 8 of 9,775 questions and cuts the
-    names per question from 5.2 to 3.1."""
-    weighty = [f for f in facts if f["prior"] >= min_prior] or facts[:1]
-    names = list(dict.fromkeys(name for f in weighty for name in (f["object"], f["subject"])))
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A document the generator reads: a fact or a relation path, as text, with the names it offers as answers
+    (a fact: its object and subject; a path: its end) and its prior p(d|x)."""
+
+    text: str
+    answers: tuple[str, ...]
+    prior: float
+
+
+def candidate_names(documents: list[Evidence], linked: set[str], min_prior: float = MIN_CANDIDATE_PRIOR) -> list[str]:
+    """The entity names an answer may be (constrained decoding): the answers the documents offer, best document
+    first, from documents whose prior p(d|x) is at least min_prior, without the question's own linked entities
+    unless nothing else is left (a KG question rarely answers with the entity it asks about). A document under
+    min_prior carries no weight in the marginal, but its names would still be open to a reader's slip: a
+    question's word that is also a tag ("which films did X direct": "film") brings in a `has_tags` fact of some
+    other film."""
+    weighty = [d for d in documents if d.prior >= min_prior] or documents[:1]
+    names = list(dict.fromkeys(name for d in weighty for name in d.answers))
     others = [name for name in names if name not in linked]
     return others or names
+
+
+def answer_candidates(facts: list[dict], linked: set[str], min_prior: float = MIN_CANDIDATE_PRIOR) -> list[str]:
+    """candidate_names of retrieved facts {subject, object, prior} (object first)."""
+    documents = [Evidence("", (f["object"], f["subject"]), f["prior"]) for f in facts]
+    return candidate_names(documents, linked, min_prior)

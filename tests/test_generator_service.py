@@ -16,7 +16,8 @@ from generator_service.app import create_app
 from generator_service.rag import RagGenerator, RagRequest
 from generator_service.settings import GeneratorSettings
 from retriever_transport import FACTS, RetrieverTransport, running_retriever
-from shared.facts import answer_candidates
+from generator_service.routers.answer import allowed_answers
+from shared.retriever_api import PathSearchResponse
 from tiny_lm import tiny_lm
 
 QUESTION = "What is the capital of France?"
@@ -85,46 +86,58 @@ def _assert_error(response, status: int, code: str) -> dict:
     return body["error"]
 
 
-def _assert_marginal(body: dict, rag: RagGenerator, constrained: bool = True) -> None:
-    """prob = exp(log_prob) = sum_d prior * likelihood, each likelihood is the answer's probability under its
-    fact alone (within the facts' names when constrained), and the posteriors are the normalised shares."""
-    facts = body["facts"]
+def _assert_marginal(body: dict, rag: RagGenerator, found: dict, constrained: bool = True) -> None:
+    """prob = exp(log_prob) = sum_d prior * likelihood over the retrieved paths `found` (the retriever's reply),
+    each likelihood is the answer's probability under its path alone (within the paths' ends when constrained),
+    and the posteriors are the normalised shares; one-step paths' facts carry the same figures."""
+    paths = body["paths"]
+    assert [p["id"] for p in paths] == [p["id"] for p in found["paths"]]
     assert math.isclose(body["prob"], math.exp(body["log_prob"]), rel_tol=1e-9)
-    assert math.isclose(sum(f["prior"] for f in facts), 1.0, rel_tol=1e-5)
-    assert math.isclose(sum(f["posterior"] for f in facts), 1.0, rel_tol=1e-5)
-    assert math.isclose(sum(f["prior"] * f["likelihood"] for f in facts), body["prob"], rel_tol=1e-3)
-    linked = {name for entity in body["linked"] for name in entity["names"]}
-    allowed = answer_candidates(facts, linked) if constrained else None
-    for f in facts:
-        alone = rag.score(body["question"], [f["text"]], [0.0], body["answer"], allowed)
-        assert math.isclose(f["likelihood"], math.exp(alone.log_prob), rel_tol=1e-3, abs_tol=1e-9)
-        assert math.isclose(f["posterior"], f["prior"] * f["likelihood"] / body["prob"], rel_tol=1e-3, abs_tol=1e-9)
+    assert math.isclose(sum(p["prior"] for p in paths), 1.0, rel_tol=1e-5)
+    assert math.isclose(sum(p["posterior"] for p in paths), 1.0, rel_tol=1e-5)
+    assert math.isclose(sum(p["prior"] * p["likelihood"] for p in paths), body["prob"], rel_tol=1e-3)
+    allowed = allowed_answers(PathSearchResponse.model_validate(found)) if constrained else None
+    for p in paths:
+        alone = rag.score(body["question"], [p["text"]], [0.0], body["answer"], allowed)
+        assert math.isclose(p["likelihood"], math.exp(alone.log_prob), rel_tol=1e-3, abs_tol=1e-9)
+        assert math.isclose(p["posterior"], p["prior"] * p["likelihood"] / body["prob"], rel_tol=1e-3, abs_tol=1e-9)
+    if all(len(p["facts"]) == 1 for p in paths):
+        assert [(f["id"], f["prior"], f["posterior"]) for f in body["facts"]] == [
+            (p["facts"][0]["id"], p["prior"], p["posterior"]) for p in paths]
+
+
+def _paths(retriever, question: str, k: int = 5) -> dict:
+    r = retriever.post("/v1/paths", json={"query": question, "k": k})
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 @pytest.mark.parametrize("mode", ["token", "sequence"])
 def test_answer(client, retriever, rag, mode):
-    found = retriever.post("/v1/search", json={"query": QUESTION, "k": 3}).json()["facts"]
+    found = _paths(retriever, QUESTION, k=3)
     r = client.post("/v1/answer", json={"question": QUESTION, "k": 3, "mode": mode, "max_new_tokens": 4})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["question"] == QUESTION and body["mode"] == mode and body["model"] == "tiny-llama"
     assert isinstance(body["answer"], str) and isinstance(body["complete"], bool) and body["note"] is None
+    assert [p["text"] for p in body["paths"]] == ["France capital Paris", "France borders Spain"]
     assert [f["text"] for f in body["facts"]] == ["France capital Paris", "France borders Spain"]
     assert body["linked"][0]["names"] == ["France"]
+    assert [a["name"] for a in body["answers"]] == [a["name"] for a in found["answers"]] == ["Paris"]
     # the retriever's prior, passed on. Not to 1e-9: torch's thread count is per OS thread (OpenMP), taken from
     # the process default when a thread first uses it; run alone, this module's retriever threads do so before
     # the generator app sets 1 thread, the generator's after, and the same search comes back 1.7e-6 apart
-    assert [f["prior"] for f in body["facts"]] == pytest.approx([f["prior"] for f in found], rel=1e-5)
-    _assert_marginal(body, rag)
+    assert [p["prior"] for p in body["paths"]] == pytest.approx([p["prior"] for p in found["paths"]], rel=1e-5)
+    _assert_marginal(body, rag, found)
     timings = body["timings"]
     assert min(timings.values()) >= 0 and timings["total_ms"] >= timings["retrieve_ms"] + timings["generate_ms"]
 
 
-def test_constrained_beam_answer_is_an_entity_of_the_facts(client, rag):
+def test_constrained_beam_answer_is_an_end_of_the_paths(client, retriever, rag):
     r = client.post("/v1/answer", json={"question": QUESTION, "k": 3, "num_beams": 2, "constrain": True})
     assert r.status_code == 200, r.text
-    assert r.json()["answer"] in {"France", "Paris", "Spain"}
-    _assert_marginal(r.json(), rag)
+    assert r.json()["answer"] in {"Paris", "Spain"}
+    _assert_marginal(r.json(), rag, _paths(retriever, QUESTION, k=3))
 
 
 def test_answers_are_constrained_unless_asked_otherwise(client, rag):
@@ -132,43 +145,43 @@ def test_answers_are_constrained_unless_asked_otherwise(client, rag):
     constrained = client.post("/v1/answer", json=body).json()
     assert constrained["answer"] in {"Paris", "Spain"} and constrained["complete"]  # France is the question's
     free = client.post("/v1/answer", json=body | {"constrain": False}).json()
-    facts = free["facts"]
-    [alone] = rag.generate([RagRequest(QUESTION, [f["text"] for f in facts], [math.log(f["prior"]) for f in facts],
+    paths = free["paths"]
+    [alone] = rag.generate([RagRequest(QUESTION, [p["text"] for p in paths], [math.log(p["prior"]) for p in paths],
                                        max_new_tokens=4)])
     assert free["answer"] == alone.answer and free["log_prob"] == pytest.approx(alone.log_prob, abs=1e-3)
 
 
-def test_score(client, rag):
+def test_score(client, retriever, rag):
     r = client.post("/v1/score", json={"question": QUESTION, "answer": "Paris"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["answer"] == "Paris" and body["log_prob"] < 0 and body["note"] is None
     assert {f["object"] for f in body["facts"]} == {"Paris", "Spain"}
-    _assert_marginal(body, rag, constrained=False)  # /v1/score scores the answer as given
+    _assert_marginal(body, rag, _paths(retriever, QUESTION), constrained=False)  # /v1/score scores it as given
 
 
-def test_batch_is_one_retriever_call_and_matches_single_answers(client, switch, rag):
+def test_batch_is_one_retriever_call_and_matches_single_answers(client, switch, retriever, rag):
     questions = [QUESTION, "What is the capital of Germany?", "Which country borders France?"]
     switch.calls.clear()
     r = client.post("/v1/answer/batch", json={"questions": questions, "k": 2, "mode": "sequence"})
     assert r.status_code == 200, r.text
-    assert [call.path for call in switch.calls] == ["/v1/search/batch"]
+    assert [call.path for call in switch.calls] == ["/v1/paths/batch"]
     results = r.json()["results"]
     assert [res["question"] for res in results] == questions
     for question, res in zip(questions, results):
-        _assert_marginal(res, rag)
+        _assert_marginal(res, rag, _paths(retriever, question, k=2))
         alone = client.post("/v1/answer", json={"question": question, "k": 2, "mode": "sequence"}).json()
         assert alone["answer"] == res["answer"]
         assert alone["log_prob"] == pytest.approx(res["log_prob"], abs=1e-3)
 
 
-def test_no_fact_gives_a_null_answer_with_a_note(make_client, empty_retriever):
+def test_an_empty_graph_gives_a_null_answer_with_a_note(make_client, empty_retriever):
     client = make_client(transport=httpx.ASGITransport(app=empty_retriever.app))
     body = client.post("/v1/answer", json={"question": QUESTION}).json()
     assert body["answer"] is None and body["log_prob"] is None and body["prob"] is None and body["complete"] is None
-    assert body["facts"] == [] and "no fact" in body["note"]
+    assert body["facts"] == body["paths"] == body["answers"] == [] and "no entity" in body["note"]
     body = client.post("/v1/score", json={"question": QUESTION, "answer": "Paris"}).json()
-    assert body["log_prob"] is None and body["facts"] == [] and "no fact" in body["note"]
+    assert body["log_prob"] is None and body["facts"] == body["paths"] == [] and "no entity" in body["note"]
     r = client.post("/v1/answer/batch", json={"questions": [QUESTION, "Who wrote Hamlet?"]})
     assert [res["answer"] for res in r.json()["results"]] == [None, None]
 
@@ -178,7 +191,7 @@ def test_request_id_is_echoed_and_passed_to_the_retriever(client, switch):
     r = client.post("/v1/answer", json={"question": QUESTION, "max_new_tokens": 2},
                     headers={"X-Request-ID": "req-42"})
     assert r.status_code == 200 and r.headers["x-request-id"] == "req-42"
-    assert [(call.path, call.request_id) for call in switch.calls] == [("/v1/search", "req-42")]
+    assert [(call.path, call.request_id) for call in switch.calls] == [("/v1/paths", "req-42")]
 
 
 @pytest.mark.parametrize("path, body, code, says", [

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from retriever_service.store import EdgeStore, StoreError, open_store
+from retriever_service.store import EdgeStore, FactFilter, StoreError, open_store
 from shared.facts import Triple
 
 DIM = 16
@@ -36,16 +36,21 @@ def test_congruence_across_backends(tmp_path):
     for s in (edge, memory):
         fill(s, triples, vectors)
     edge.optimize()  # builds the HNSW index
-    queries = np.random.default_rng(1).normal(size=(20, DIM)).astype(np.float32)
-    filters = [None, ["e3"], ["o17", "e5"], ["nobody"]] * 5
-    got_edge = edge.search(queries, 10, filters)
-    got_memory = memory.search(queries, 10, filters)
-    for a, b, names in zip(got_edge, got_memory, filters):
+    queries = np.random.default_rng(1).normal(size=(24, DIM)).astype(np.float32)
+    filters = [None, FactFilter(("e3",)), FactFilter(("o17", "e5")), FactFilter(("nobody",)),
+               FactFilter(("e3", "e5"), side="subject", relation="r3"), FactFilter(("o17", "o3"), side="object"),
+               FactFilter(("e3", "o17"), relation="r3"), FactFilter(("e3",), side="object")] * 3
+    got_edge = edge.search(queries[: len(filters)], 10, filters)
+    got_memory = memory.search(queries[: len(filters)], 10, filters)
+    for a, b, f in zip(got_edge, got_memory, filters):
         assert [h.id for h in a] == [h.id for h in b]
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
-        if names:
-            assert all(h.payload["subject"] in names or h.payload["object"] in names for h in a)
-    assert got_edge[3] == [] and edge.count() == memory.count() == len(triples)
+        if f:
+            expected = [t for t in triples if (f.relation is None or t.relation == f.relation) and (
+                (f.side in (None, "subject") and t.subject in f.names) or (f.side in (None, "object") and t.object in f.names))]
+            assert {h.id for h in a} <= {t.id for t in expected} and len(a) == min(10, len(expected))
+    assert got_edge[3] == [] == got_edge[7] and edge.count() == memory.count() == len(triples)
+    assert sorted(h.payload["object"] for h in got_edge[4]) == ["o283", "o3", "o45"]  # i = 3 (mod 7), 3 or 5 (mod 40)
     edge.close()
     memory.close()
 
@@ -70,7 +75,7 @@ def test_edge_store_reopens_with_its_data(tmp_path):
     again = EdgeStore(tmp_path / "facts", DIM)
     assert again.count() == 100
     assert again.search(vectors[:1], 1, [None])[0][0].id == triples[0].id
-    assert sorted(again.info()["payload_indexes"]) == ["object", "subject"]
+    assert sorted(again.info()["payload_indexes"]) == ["object", "relation", "subject"]
     again.close()
 
 

@@ -1,0 +1,59 @@
+"""How well a path search answered questions with known answers: the figures fitting picks by and the
+benchmark reports. Names are compared folded (`shared.names.fold`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from retriever_service.chain_labels import f1_score
+from retriever_service.path_search import PathSearchResult
+from shared.names import fold
+
+
+@dataclass(frozen=True)
+class PathScore:
+    hit: bool  # the best document's end is a gold answer
+    chain_recall: bool  # a grounded chain of the beam reaches a gold answer
+    support: float  # the prior's mass on the grounded chains (what abstention looks at)
+    probs: dict[str, float]  # every returned answer's probability of being an answer, by folded name
+    gold: frozenset[str]  # folded gold answers
+
+    def answer_set(self, threshold: float) -> set[str]:
+        return {name for name, prob in self.probs.items() if prob >= threshold}
+
+    def f1(self, threshold: float) -> float:
+        return f1_score(self.answer_set(threshold), set(self.gold)) if self.gold else float(not self.answer_set(threshold))
+
+
+def score_result(result: PathSearchResult, answers: tuple[str, ...]) -> PathScore:
+    gold = frozenset(fold(a) for a in answers)
+    top = fold(result.paths[0].path.entities[-1]) if result.paths else None
+    reach = any(fold(p.entities[-1]) in gold for c in result.chains for p in c.paths)
+    probs: dict[str, float] = {}
+    for a in result.answers:
+        probs[fold(a.name)] = max(probs.get(fold(a.name), 0.0), a.prob)
+    return PathScore(top in gold, reach, result.support, probs, gold)
+
+
+def best_answer_threshold(scores: list[PathScore], grid=tuple(i / 20 for i in range(1, 20))) -> tuple[float, float]:
+    """(threshold, mean F1) maximising the mean answer-set F1 over answerable questions."""
+    answerable = [s for s in scores if s.gold]
+    if not answerable:
+        return 0.5, 0.0
+    return max(((t, sum(s.f1(t) for s in answerable) / len(answerable)) for t in grid), key=lambda tf: (tf[1], -tf[0]))
+
+
+def best_abstain_threshold(answerable: list[float], unanswerable: list[float], keep: float = 0.98) -> tuple[float, dict]:
+    """The support threshold that abstains on the most unanswerable questions while still answering at least
+    `keep` of the answerable ones (support >= threshold answers). Returns it and both shares."""
+    if not answerable:
+        return 0.0, {"answered": 0.0, "abstained": 0.0}
+    ordered = sorted(answerable)
+    best = ordered[len(ordered) - math.ceil(keep * len(ordered))]  # the largest t with enough supports >= t
+    return best, abstention_rates(answerable, unanswerable, best)
+
+
+def abstention_rates(answerable: list[float], unanswerable: list[float], threshold: float) -> dict:
+    return {"answered": sum(s >= threshold for s in answerable) / max(1, len(answerable)),
+            "abstained": sum(s < threshold for s in unanswerable) / max(1, len(unanswerable))}

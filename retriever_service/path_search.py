@@ -1,0 +1,308 @@
+"""Path search: relation chains from the question's linked entities, grounded in the store hop by hop.
+
+For each linked mention m the chain prior reads the question with m masked and gives
+log p(c | x, m) over relation chains c of 1 to 3 steps (`chains.py`). The best `beam` chains of
+each mention are grounded in the KG one step at a time: every chain prefix of a step is one
+filtered store query (its frontier entities on the step's side, its relation), all of the step's
+queries in one batch call, each returning at most `facts_per_step` facts, the most similar to the
+question first. Partial paths are joined on their last entity and kept simple (no entity twice),
+at most `paths_per_chain` per chain, the best first. A path that ends at an intermediate NODE is
+walked through by one more step ("joined through"). What a cap cut is counted in `Cuts`.
+
+Scores, as for facts (`retrieval.py`): a path's score is the mean cosine of its facts to the
+question plus `weight * log p(c | x, m)`, less `mention_penalty` per rank of m below the linker's
+first mention (a title word such as "Together" in "who wrote films together with X"); the k best paths are the documents, with the prior
+p(d|x) = softmax(score / tau) over them. A chain's probability is the softmax of its best path's
+score over the grounded chains, and an entity's probability of being an answer is the sum of the
+probabilities of the chains that reach it: P(y in Y | x) = sum_c p(c|x) [y in ends(c)].
+`support` is the chain prior's mass on the grounded chains of the best mention: low when the
+question asks for a relation the graph lacks, or one its topic entity has no fact of.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retriever_service.chains import MAX_HOPS, NONE_KEY, Chain, Step, chain_key, parse_chain
+from retriever_service.encoder import Encoder
+from retriever_service.entity_linking import EntityIndex, LinkedEntity, mask_mention
+from retriever_service.relation_prior import RelationPrior
+from retriever_service.retrieval import softmax_prior, strip_brackets
+from retriever_service.store import FactFilter, FactStore, StoredHit
+from shared.facts import ENTITY, NODE, TEXT, kind_of
+
+
+@dataclass(frozen=True)
+class PathLimits:
+    """Bounds of one search; every one keeps time and memory bounded on hub entities."""
+
+    max_hops: int = MAX_HOPS  # longest chain
+    beam: int = 4  # chains grounded per linked mention, the most likely first
+    facts_per_step: int = 500  # facts fetched per chain step
+    paths_per_chain: int = 2000  # partial paths kept per chain after each step
+    max_answers: int = 100  # entities returned with their probability of being an answer
+
+
+@dataclass(frozen=True, slots=True)
+class PathFact:
+    id: str
+    subject: str
+    relation: str
+    object: str
+    text: str
+    cosine: float
+    subject_kind: str = ENTITY
+    object_kind: str = ENTITY
+
+    @classmethod
+    def of(cls, hit: StoredHit) -> PathFact:
+        p = hit.payload
+        return cls(hit.id, p["subject"], p["relation"], p["object"], p["text"], hit.score,
+                   kind_of(p, "subject"), kind_of(p, "object"))
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """A grounded chain: from `entities[0]` (the topic) through each fact to `entities[-1]` (its end)."""
+
+    mention: int  # index of the linked mention it starts from
+    chain: Chain
+    facts: tuple[PathFact, ...]
+    entities: tuple[str, ...]
+    end_kind: str = ENTITY
+
+    @property
+    def cosine(self) -> float:
+        return sum(f.cosine for f in self.facts) / len(self.facts)
+
+    @property
+    def text(self) -> str:
+        """What the generator reads: the facts' sentences in path order."""
+        return ". ".join(f.text for f in self.facts)
+
+    @property
+    def id(self) -> str:
+        return "+".join(f.id for f in self.facts)
+
+    def steps(self) -> list[tuple[Step, str]]:
+        """(step, the entity it arrives at) for each fact, a node's joined-through step included."""
+        return [(Step(f.relation, f.subject == after), after) for f, after in zip(self.facts, self.entities[1:])]
+
+    def extend(self, fact: PathFact, step: Step) -> Path | None:
+        """This path one fact further along `step`, or None when the fact does not start at its end or would
+        revisit an entity."""
+        start, arrival, kind = ((fact.object, fact.subject, fact.subject_kind) if step.inverse
+                                else (fact.subject, fact.object, fact.object_kind))
+        if start != self.entities[-1] or arrival in self.entities or self.end_kind == TEXT:
+            return None
+        return Path(self.mention, self.chain, (*self.facts, fact), (*self.entities, arrival), kind)
+
+
+@dataclass
+class ScoredPath:
+    path: Path
+    score: float
+    prior: float = 0.0
+
+
+@dataclass
+class ChainResult:
+    mention: int
+    chain: Chain
+    log_prob: float  # log p(c | x, m) from the chain prior
+    paths: list[Path]  # complete, best first
+    best_score: float = -math.inf
+    prob: float = 0.0  # p(c|x) among the grounded chains
+
+    @property
+    def key(self) -> str:
+        return chain_key(self.chain)
+
+
+@dataclass
+class AnswerSupport:
+    name: str
+    prob: float  # P(name is an answer | x)
+    paths: list[ScoredPath]  # the best paths that reach it, best first
+
+
+@dataclass
+class Cuts:
+    """What the limits left out of a search."""
+
+    chains_not_grounded: int = 0  # candidate chains beyond the beam
+    steps_at_fact_limit: int = 0  # chain steps whose query returned facts_per_step facts (more may exist)
+    chains_at_path_limit: int = 0  # chains whose partial paths were cut to paths_per_chain
+    answers_cut: int = 0  # answer entities beyond max_answers
+
+
+@dataclass
+class PathSearchResult:
+    query: str
+    linked: list[LinkedEntity]
+    paths: list[ScoredPath]  # the k documents, best first
+    chains: list[ChainResult]  # grounded chains, most probable first
+    answers: list[AnswerSupport]  # best first
+    support: float  # chain prior mass on the best mention's grounded chains (0 when nothing is linked)
+    best_chain: str | None  # the most probable chain of the best mention, grounded or not
+    cuts: Cuts = field(default_factory=Cuts)
+
+
+class PathSearch:
+    def __init__(self, encoder: Encoder, store: FactStore, entities: EntityIndex, prior: RelationPrior | None,
+                 tau: float, observe: Callable[[str, float], None] | None = None) -> None:
+        """`prior` may be set later (fitting tries several); a search needs one."""
+        self.encoder, self.store, self.entities, self.prior, self.tau = encoder, store, entities, prior, tau
+        self.observe = observe or (lambda stage, seconds: None)  # stage: "embed" or "search"
+        self._parsed: tuple[list[str], dict[int, Chain]] | None = None
+
+    @property
+    def _chains(self) -> dict[int, Chain]:
+        """The prior's chains by column (NONE_KEY left out), parsed once per list of keys."""
+        if self._parsed is None or self._parsed[0] is not self.prior.keys:
+            self._parsed = (self.prior.keys, {i: parse_chain(k) for i, k in enumerate(self.prior.keys) if k != NONE_KEY})
+        return self._parsed[1]
+
+    def search(self, queries: list[str], k: int, limits: PathLimits) -> list[PathSearchResult]:
+        links = [self.entities.link(q) for q in queries]
+        start = time.perf_counter()
+        masked = [mask_mention(q, m) for q, linked in zip(queries, links) for m in linked]
+        vectors = self.encoder.encode([strip_brackets(q) for q in queries] + masked)  # (Q + M, H)
+        readings = np.split(self.prior.log_probs(vectors[len(queries):]),  # (sum M, R)
+                            np.cumsum([len(linked) for linked in links])[:-1])
+        self.observe("embed", time.perf_counter() - start)
+        candidates = [self._candidates(r, limits) for r in readings]
+        start = time.perf_counter()
+        grounded = self._ground(vectors[: len(queries)], links, candidates, limits)
+        self.observe("search", time.perf_counter() - start)
+        return [self._result(q, linked, chains, reading, k, limits, cut)
+                for q, linked, (chains, cut), reading in zip(queries, links, grounded, readings)]
+
+    def _candidates(self, reading: np.ndarray, limits: PathLimits) -> list[ChainResult]:
+        """The beam: each mention's most likely chains of at most max_hops steps, from its reading (M, R)."""
+        columns = [i for i, chain in self._chains.items() if len(chain) <= limits.max_hops]
+        out = []
+        for mention, row in enumerate(reading):
+            best = sorted(columns, key=lambda i: -row[i])[: limits.beam]
+            out.extend(ChainResult(mention, self._chains[i], float(row[i]), []) for i in best)
+        return out
+
+    def _ground(self, vectors: np.ndarray, links: list[list[LinkedEntity]], candidates: list[list[ChainResult]],
+                limits: PathLimits) -> list[tuple[list[ChainResult], Cuts]]:
+        """Every candidate's complete paths, one batched store call per step (shared prefixes queried once)."""
+        cuts = [Cuts() for _ in candidates]
+        partial: dict[tuple[int, int, Chain], list[Path]] = {  # (query, mention, prefix) -> partial paths
+            (q, c.mention, ()): [Path(c.mention, (), (), (name,)) for name in links[q][c.mention].names]
+            for q, chains in enumerate(candidates) for c in chains}
+        for depth in range(limits.max_hops):
+            wanted = {(q, c.mention, c.chain[: depth + 1]) for q, chains in enumerate(candidates)
+                      for c in chains if len(c.chain) > depth}
+            partial.update(self._step(vectors, partial, sorted(wanted, key=_prefix_order), limits, cuts))
+        self._join_through_nodes(vectors, candidates, partial, limits, cuts)
+        for q, chains in enumerate(candidates):
+            for c in chains:
+                c.paths = [p for p in partial.get((q, c.mention, c.chain), []) if p.end_kind == ENTITY]
+        return [([c for c in chains if c.paths], cut) for chains, cut in zip(candidates, cuts)]
+
+    def _step(self, vectors: np.ndarray, partial: dict, wanted: list[tuple[int, int, Chain]], limits: PathLimits,
+              cuts: list[Cuts]) -> dict[tuple[int, int, Chain], list[Path]]:
+        """The partial paths of each wanted prefix, one fact longer than its parent prefix's."""
+        parents = [partial.get((q, m, prefix[:-1]), []) for q, m, prefix in wanted]
+        filters = [FactFilter(tuple(sorted({p.entities[-1] for p in paths if p.end_kind != TEXT})),
+                              side="object" if prefix[-1].inverse else "subject", relation=prefix[-1].relation)
+                   for (_, _, prefix), paths in zip(wanted, parents)]
+        asked = [i for i, f in enumerate(filters) if f.names]
+        hits = self.store.search(vectors[[wanted[i][0] for i in asked]], limits.facts_per_step,
+                                 [filters[i] for i in asked]) if asked else []
+        found = dict(zip(asked, hits))
+        out = {}
+        for i, (q, m, prefix) in enumerate(wanted):
+            facts = [PathFact.of(h) for h in found.get(i, [])]
+            cuts[q].steps_at_fact_limit += len(facts) >= limits.facts_per_step
+            out[(q, m, prefix)] = self._joined(parents[i], facts, prefix, limits, cuts[q])
+        return out
+
+    @staticmethod
+    def _joined(paths: list[Path], facts: list[PathFact], prefix: Chain, limits: PathLimits, cuts: Cuts) -> list[Path]:
+        """Each path extended by each fact that starts at its end, best mean cosine first, cut to paths_per_chain."""
+        step = prefix[-1]
+        by_start: dict[str, list[PathFact]] = defaultdict(list)
+        for fact in facts:
+            by_start[fact.object if step.inverse else fact.subject].append(fact)
+        longer = [extended for path in paths for fact in by_start.get(path.entities[-1], ())
+                  if (extended := Path(path.mention, prefix, path.facts, path.entities, path.end_kind).extend(fact, step))]
+        longer.sort(key=lambda p: -p.cosine)
+        if len(longer) > limits.paths_per_chain:
+            cuts.chains_at_path_limit += 1
+            longer = longer[: limits.paths_per_chain]
+        return longer
+
+    def _join_through_nodes(self, vectors, candidates, partial, limits, cuts) -> None:
+        """Paths that end at an intermediate NODE are extended by one more fact of that node (any relation)."""
+        wanted = [(q, c.mention, c.chain) for q, chains in enumerate(candidates) for c in chains
+                  if any(p.end_kind == NODE for p in partial.get((q, c.mention, c.chain), []))]
+        for q, m, chain in wanted:
+            paths = partial[(q, m, chain)]
+            nodes = tuple(sorted({p.entities[-1] for p in paths if p.end_kind == NODE}))
+            [hits] = self.store.search(vectors[[q]], limits.facts_per_step, [FactFilter(nodes, side="subject")])
+            through = [extended for p in paths if p.end_kind == NODE for h in hits
+                       if (extended := p.extend(fact := PathFact.of(h), Step(fact.relation)))]
+            partial[(q, m, chain)] = sorted([p for p in paths if p.end_kind != NODE] + through, key=lambda p: -p.cosine)
+
+    def _result(self, query: str, linked: list[LinkedEntity], chains: list[ChainResult], reading: np.ndarray, k: int,
+                limits: PathLimits, cuts: Cuts) -> PathSearchResult:
+        scored = [ScoredPath(p, p.cosine + self._chain_term(c)) for c in chains for p in c.paths]
+        for c in chains:
+            c.best_score = max(p.cosine for p in c.paths) + self._chain_term(c)
+        for c, prob in zip(chains, softmax_prior([c.best_score for c in chains], self.tau)):
+            c.prob = prob
+        chains.sort(key=lambda c: -c.prob)
+        scored.sort(key=lambda s: -s.score)
+        documents = scored[:k]
+        for doc, prior in zip(documents, softmax_prior([d.score for d in documents], self.tau)):
+            doc.prior = prior
+        answers = _answers(chains, scored, limits, cuts)
+        best_mention, best_chain, support = self._support(chains, reading)
+        eligible = sum(len(chain) <= limits.max_hops for chain in self._chains.values())
+        cuts.chains_not_grounded = len(reading) * max(0, eligible - limits.beam)
+        return PathSearchResult(query, linked, documents, chains, answers, support, best_chain, cuts)
+
+    def _chain_term(self, chain: ChainResult) -> float:
+        """What a chain adds to its paths' mean cosine: weight * log p(c | x, m), less the penalty of m's rank."""
+        return self.prior.weight * chain.log_prob - self.prior.mention_penalty * chain.mention
+
+    def _support(self, chains: list[ChainResult], reading: np.ndarray) -> tuple[int | None, str | None, float]:
+        """(best mention, its most likely chain, the prior's mass on its grounded chains)."""
+        if not len(reading):
+            return None, None, 0.0
+        mention = chains[0].mention if chains else 0
+        row = reading[mention]
+        best = max(self._chains, key=lambda i: row[i])
+        mass = sum(math.exp(c.log_prob) for c in chains if c.mention == mention)
+        return mention, self.prior.keys[best], mass
+
+
+def _answers(chains: list[ChainResult], scored: list[ScoredPath], limits: PathLimits, cuts: Cuts) -> list[AnswerSupport]:
+    """P(y in Y | x) = sum over the grounded chains that reach y of p(c|x); each answer's best paths."""
+    prob: dict[str, float] = defaultdict(float)
+    for c in chains:
+        for end in {p.entities[-1] for p in c.paths}:
+            prob[end] += c.prob
+    witnesses: dict[str, list[ScoredPath]] = defaultdict(list)
+    for s in scored:  # best first
+        if len(witnesses[s.path.entities[-1]]) < 2:
+            witnesses[s.path.entities[-1]].append(s)
+    ranked = sorted(prob, key=lambda name: (-prob[name], -witnesses[name][0].score, name))
+    cuts.answers_cut = max(0, len(ranked) - limits.max_answers)
+    return [AnswerSupport(name, prob[name], witnesses[name]) for name in ranked[: limits.max_answers]]
+
+
+def _prefix_order(item: tuple[int, int, Chain]) -> tuple:
+    q, m, prefix = item
+    return q, m, chain_key(prefix)

@@ -1,0 +1,199 @@
+"""Fitting the chain prior (`relation_prior.py`) and choosing what the path search is tuned by.
+
+Questions come from files with known answers (MetaQA's 1/2/3-hop dev, JSONL `{question, answers,
+hops?}`; the topic entity `[bracketed]`), from the KG itself (`question_generation.py`: every chain
+of up to two steps, for a KG without questions), or both. Negatives, questions about relations
+the KG lacks, are always added, labelled NONE_KEY, with questions in the same generated phrasings
+about the KG's own relations beside them (so that phrasing alone does not mark a negative).
+
+1. Each question is labelled with the chains that best answer it (`chain_labels.py`); questions
+   no chain answers are kept aside: they are the "not in the graph" cases abstention is tuned on.
+2. The regression is fitted on most questions (their topic masked); on the held-out rest, with
+   brackets stripped, weight and temperature are chosen by Hits@1 of the best path's end, then
+   the answer-set threshold by mean F1 and the abstention threshold as the largest support that
+   still answers 98% of the answerable questions.
+3. It is refitted on all questions with the chosen values, which it carries when saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from retriever_service.chain_labels import label_question
+from retriever_service.chains import NONE_KEY
+from retriever_service.entity_linking import ALIAS_RELATIONS, EntityIndex, mask_mention
+from retriever_service.kg_graph import KGGraph
+from retriever_service.path_metrics import PathScore, best_abstain_threshold, best_answer_threshold, score_result
+from retriever_service.path_search import PathLimits, PathSearch
+from retriever_service.question_generation import GeneratedQuestion, chain_questions, negative_questions
+from retriever_service.relation_prior import RelationPrior
+from shared.qa_data import read_questions
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = (0.1, 0.3, 1.0, 3.0)
+TEMPERATURES = (0.5, 1.0, 2.0)  # of the regression's logits
+MENTION_PENALTIES = (0.0, 0.1, 0.3)
+_HOPS_DIR = re.compile(r"^(\d)-hop$")
+
+
+@dataclass(frozen=True)
+class TrainingQuestion:
+    text: str  # the topic [bracketed] when known: masked to fit, the brackets stripped to evaluate
+    answers: tuple[str, ...]  # empty for a negative
+    hops: int | None  # the length of the chain it asks for, when the source says it
+    source: str
+    chain: str | None = None  # the chain a generated question was written from (NONE_KEY for a negative)
+
+
+@dataclass
+class FitReport:
+    questions: dict[str, int]  # by source
+    labelled: int
+    unlabelled: int  # answerable by no chain from the topic: the "not in the graph" examples
+    keys: int
+    grid: list[dict]
+    chosen: dict
+    held_out: dict  # the held-out figures with the chosen values
+    seconds: dict = field(default_factory=dict)
+
+
+def read_training_questions(path: Path) -> list[TrainingQuestion]:
+    """A question file's questions; hops from a MetaQA `N-hop/` folder or a JSONL row's `hops`."""
+    match = _HOPS_DIR.match(Path(path).parent.name)
+    hops = int(match[1]) if match else None
+    rows = read_questions(path)
+    extra = _jsonl_hops(path) if hops is None else [hops] * len(rows)
+    return [TrainingQuestion(q.text, q.answers, h, str(path)) for q, h in zip(rows, extra)]
+
+
+def _jsonl_hops(path: Path) -> list[int | None]:
+    if Path(path).suffix != ".jsonl":
+        return [None] * len(read_questions(path))
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line).get("hops") for line in fh if line.strip()]
+
+
+def generated_training_questions(graph: KGGraph, topics: list[str], *, from_kg: bool, seed: int,
+                                 max_hops: int = 2, per_chain: int = 25) -> list[TrainingQuestion]:
+    """Negatives about absent relations (always), with one-step questions of the KG's own relations in the same
+    phrasings; with from_kg, questions about every chain of up to max_hops steps."""
+    rng = random.Random(seed)
+    written = chain_questions(graph, max_hops=max_hops if from_kg else 1, per_chain=per_chain, max_answers=10, rng=rng)
+    negatives = negative_questions(graph, topics or [q.topic for q in written], max(200, len(written) // 8), rng)
+    return [_bracketed(q, "generated" if q.chain != NONE_KEY else "negative") for q in written + negatives]
+
+
+def _bracketed(q: GeneratedQuestion, source: str) -> TrainingQuestion:
+    text = q.text.replace(q.topic, f"[{q.topic}]", 1)
+    return TrainingQuestion(text, q.answers, None, source, q.chain)
+
+
+def label_all(graph: KGGraph, entities: EntityIndex, questions: list[TrainingQuestion]) -> list[set[str]]:
+    """Each question's chain labels: the generated chain, NONE_KEY for a negative, else the best chains from its
+    topic (empty: no chain answers it)."""
+    labels = []
+    for q in questions:
+        if q.chain is not None:
+            labels.append({q.chain})
+            continue
+        linked = entities.link(q.text)
+        topics = linked[0].names if linked else ()
+        labels.append(set(label_question(graph, topics, q.answers, q.hops).keys))
+    return labels
+
+
+def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[TrainingQuestion], *, holdout: float = 0.2,
+                    seed: int = 0, limits: PathLimits = PathLimits(), max_eval: int = 1500) -> tuple[RelationPrior, FitReport]:
+    """Fit, tune and refit (module docstring); `search` is used with each candidate prior in turn."""
+    seconds, start = {}, time.perf_counter()
+    labels = label_all(graph, search.entities, questions)
+    seconds["label"] = time.perf_counter() - start
+    vectors = search.encoder.encode([mask_mention(q.text, next(iter(search.entities.link(q.text)), None))
+                                     for q in questions])  # (N, H)
+    seconds["encode"] = time.perf_counter() - start - seconds["label"]
+    rows = list(range(len(questions)))
+    random.Random(seed).shuffle(rows)
+    cut = int(len(rows) * (1 - holdout))
+    train = [i for i in rows[:cut] if labels[i]]
+    held = rows[cut:]
+    evaluated = held[:max_eval]
+    fitted = RelationPrior.fit(vectors[train], [labels[i] for i in train])
+    grid = [_grid_point(search, fitted, questions, evaluated[: max_eval // 3], labels, limits,
+                        weight=w, temperature=t, mention_penalty=m)
+            for w, t, m in itertools.product(WEIGHTS, TEMPERATURES, MENTION_PENALTIES)]
+    best = max(grid, key=lambda g: (g["hits@1"], g["chain_recall"]))
+    chosen = {name: best[name] for name in ("weight", "temperature", "mention_penalty")}
+    search.prior = dataclasses.replace(fitted, **chosen)
+    scores = _scores(search, questions, evaluated, limits)
+    held_out = _thresholds(scores, [labels[i] for i in evaluated], [questions[i] for i in evaluated])
+    seconds["tune"] = time.perf_counter() - start - seconds["label"] - seconds["encode"]
+    usable = [i for i in rows if labels[i]]
+    prior = RelationPrior.fit(vectors[usable], [labels[i] for i in usable], **chosen,
+                              answer_threshold=held_out["answer_threshold"], abstain_threshold=held_out["abstain_threshold"])
+    search.prior = prior
+    sources = {s: sum(q.source == s for q in questions) for s in dict.fromkeys(q.source for q in questions)}
+    report = FitReport(sources, sum(bool(ls) for ls in labels), sum(not ls for ls in labels), len(prior.keys),
+                       grid, best, held_out, {k: round(v, 1) for k, v in seconds.items()})
+    return prior, report
+
+
+def _grid_point(search, fitted, questions, rows, labels, limits, **values: float) -> dict:
+    search.prior = dataclasses.replace(fitted, **values)
+    answerable = [i for i in rows if labels[i] and labels[i] != {NONE_KEY}]
+    scores = _scores(search, questions, answerable, limits)
+    point = {**values, "questions": len(scores),
+             "hits@1": float(np.mean([s.hit for s in scores])) if scores else 0.0,
+             "chain_recall": float(np.mean([s.chain_recall for s in scores])) if scores else 0.0}
+    log.info("grid %s", point)
+    return point
+
+
+def _scores(search: PathSearch, questions: list[TrainingQuestion], rows: list[int], limits: PathLimits,
+            k: int = 5, batch: int = 32) -> list[PathScore]:
+    """Path search over the questions (brackets stripped), scored against their answers."""
+    scores = []
+    for start in range(0, len(rows), batch):
+        chunk = [questions[i] for i in rows[start : start + batch]]
+        results = search.search([q.text.replace("[", "").replace("]", "") for q in chunk], k, limits)
+        scores.extend(score_result(r, q.answers) for r, q in zip(results, chunk))
+    return scores
+
+
+def _thresholds(scores: list[PathScore], labels: list[set[str]], questions: list[TrainingQuestion]) -> dict:
+    """The answer-set and abstention thresholds, from held-out questions: answerable ones have a chain label."""
+    answerable = [s for s, ls in zip(scores, labels) if ls and ls != {NONE_KEY}]
+    unanswerable = [s for s, ls in zip(scores, labels) if not ls or ls == {NONE_KEY}]
+    answer_threshold, f1 = best_answer_threshold(answerable)
+    abstain_threshold, rates = best_abstain_threshold([s.support for s in answerable], [s.support for s in unanswerable])
+    return {"answerable": len(answerable), "unanswerable": len(unanswerable),
+            "hits@1": float(np.mean([s.hit for s in answerable])) if answerable else 0.0,
+            "chain_recall": float(np.mean([s.chain_recall for s in answerable])) if answerable else 0.0,
+            "answer_threshold": answer_threshold, "f1": f1, "abstain_threshold": abstain_threshold, **rates,
+            "by_source": _by_source(scores, questions, answer_threshold, abstain_threshold)}
+
+
+def _by_source(scores: list[PathScore], questions: list[TrainingQuestion], answer_t: float, abstain_t: float) -> dict:
+    out = {}
+    for source in dict.fromkeys(q.source for q in questions):
+        own = [s for s, q in zip(scores, questions) if q.source == source]
+        out[source] = {"n": len(own), "hits@1": float(np.mean([s.hit for s in own])),
+                       "f1": float(np.mean([s.f1(answer_t) for s in own])),
+                       "abstained": float(np.mean([s.support < abstain_t for s in own]))}
+    return out
+
+
+def kg_graph(search: PathSearch) -> KGGraph:
+    """The store's facts as adjacency sets (aliases left out: they are names, not edges)."""
+    return KGGraph.of(search.store.payloads(), ALIAS_RELATIONS)
+

@@ -1,0 +1,94 @@
+"""Questions written from a KG itself, for a chain prior on a KG without training questions.
+
+A chain becomes a noun phrase built from its topic outwards, each step wrapping the phrase so far:
+a forward step r gives "the r of <phrase>", an inverse step "the one whose r is <phrase>"; a
+question asks for the phrase ("what is the capital of the one whose currency is Yen"). Every
+relation's own words are used (`shared.facts.relation_label`), so any KG gets questions about its
+every relation, in both directions and in chains.
+
+Negatives ask, in the same phrasings, for relations the KG does not have ("who is the president
+of France" on a KG of capitals and currencies): the prior learns to put them on `NONE_KEY`, which
+is what lets the retriever say "not in the graph" instead of offering the nearest relation.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+from retriever_service.chains import NONE_KEY, Chain, chain_key
+from retriever_service.kg_graph import KGGraph
+from shared.facts import relation_label
+from shared.names import fold_tokens
+
+QUESTION_FORMS = ("what is {np}", "which is {np}", "{np} is what", "tell me {np}", "name {np}", "who is {np}")
+LIST_FORMS = ("what are {np}", "which are {np}", "list {np}", "name all {np}")
+# Relations people ask about that a given KG may lack; those whose words the KG's relations share are left out.
+ABSENT_RELATIONS = (
+    "president", "prime minister", "head of state", "mayor", "founder", "founding date", "ceo", "owner", "spouse",
+    "wife", "husband", "children", "father", "mother", "birth place", "birth date", "death date", "age", "height",
+    "weight", "nationality", "religion", "national anthem", "motto", "gdp", "budget", "box office", "revenue",
+    "producer", "composer", "cinematographer", "editor", "studio", "distributor", "awards", "sequel", "prequel",
+    "filming location", "runtime", "color", "price", "address", "phone number", "email", "website", "salary",
+    "highest mountain", "longest river", "national animal", "national sport", "climate", "famous people",
+    "inventor", "author", "publisher", "album", "team", "coach", "stadium", "university", "employees",
+)
+
+
+@dataclass(frozen=True)
+class GeneratedQuestion:
+    text: str
+    answers: tuple[str, ...]  # empty for a negative
+    chain: str  # the chain's key, or NONE_KEY
+    topic: str  # the entity the question is about
+
+
+def noun_phrase(entity: str, chain: Chain) -> str:
+    """'the capital of the one whose currency is Yen' for (Yen, currency^-1 / capital)."""
+    phrase = entity
+    for step in chain:
+        words = relation_label(step.relation)
+        phrase = f"the one whose {words} is {phrase}" if step.inverse else f"the {words} of {phrase}"
+    return phrase
+
+
+def phrase_question(entity: str, chain: Chain, answers: int, rng: random.Random) -> str:
+    forms = LIST_FORMS if answers > 1 and rng.random() < 0.5 else QUESTION_FORMS
+    return rng.choice(forms).format(np=noun_phrase(entity, chain))
+
+
+def chain_questions(graph: KGGraph, *, max_hops: int, per_chain: int, max_answers: int, rng: random.Random,
+                    max_entities: int = 20000, min_topics: int = 3) -> list[GeneratedQuestion]:
+    """Up to per_chain questions for each chain of at most max_hops steps that some entity's walk answers with
+    1 to max_answers entities; entities are visited in a seeded order, at most max_entities of them, and a
+    chain answered from fewer than min_topics entities is left out (a chance composition, not a relation)."""
+    entities = sorted(e for e in graph.entities() if graph.is_answer(e))
+    rng.shuffle(entities)
+    found: dict[str, list[GeneratedQuestion]] = defaultdict(list)
+    for entity in entities[:max_entities]:
+        for chain, answers in graph.chains_from({entity}, max_hops, max_frontier=max_answers * 20):
+            bucket = found[chain_key(chain)]
+            if len(answers) <= max_answers and len(bucket) < per_chain:
+                text = phrase_question(entity, chain, len(answers), rng)
+                bucket.append(GeneratedQuestion(text, tuple(sorted(answers)), chain_key(chain), entity))
+    return [q for bucket in found.values() if len(bucket) >= min_topics for q in bucket]
+
+
+def absent_relations(graph: KGGraph) -> list[str]:
+    """ABSENT_RELATIONS whose words no relation of the graph uses."""
+    used = {word for relation in graph.relations() for word in fold_tokens(relation_label(relation))}
+    return [r for r in ABSENT_RELATIONS if used.isdisjoint(fold_tokens(r))]
+
+
+def negative_questions(graph: KGGraph, topics: list[str], count: int, rng: random.Random) -> list[GeneratedQuestion]:
+    """count questions about absent relations of the given topic entities, labelled NONE_KEY."""
+    relations = absent_relations(graph)
+    if not relations or not topics:
+        return []
+    out = []
+    for _ in range(count):
+        topic, relation = rng.choice(topics), rng.choice(relations)
+        out.append(GeneratedQuestion(rng.choice(QUESTION_FORMS).format(np=f"the {relation} of {topic}"), (),
+                                     NONE_KEY, topic))
+    return out
