@@ -177,26 +177,30 @@ class PathSearch:
         readings = np.split(self.prior.log_probs(vectors[len(queries):]),  # (sum M, R)
                             np.cumsum([len(linked) for linked in links])[:-1])
         self.observe("embed", time.perf_counter() - start)
-        candidates = [self._candidates(r, limits) for r in readings]
+        cuts = [Cuts() for _ in queries]
+        candidates = [self._candidates(r, limits, cut) for r, cut in zip(readings, cuts)]
         start = time.perf_counter()
-        grounded = self._ground(vectors[: len(queries)], links, candidates, limits)
+        grounded = self._ground(vectors[: len(queries)], links, candidates, limits, cuts)
         self.observe("search", time.perf_counter() - start)
         return [self._result(q, linked, chains, reading, k, limits, cut)
                 for q, linked, (chains, cut), reading in zip(queries, links, grounded, readings)]
 
-    def _candidates(self, reading: np.ndarray, limits: PathLimits) -> list[ChainResult]:
-        """The beam: each mention's most likely chains of at most max_hops steps, from its reading (M, R)."""
+    def _candidates(self, reading: np.ndarray, limits: PathLimits, cuts: Cuts) -> list[ChainResult]:
+        """The beam: each mention's most likely chains of at most max_hops steps, from its reading (M, R); chains
+        as likely as the last one kept are kept too (an unfitted prior ties them all: cosine decides among them)."""
         columns = [i for i, chain in self._chains.items() if len(chain) <= limits.max_hops]
         out = []
         for mention, row in enumerate(reading):
-            best = sorted(columns, key=lambda i: -row[i])[: limits.beam]
+            ranked = sorted(columns, key=lambda i: -row[i])
+            last = row[ranked[min(limits.beam, len(ranked)) - 1]] if ranked else 0.0
+            best = [i for n, i in enumerate(ranked) if n < limits.beam or row[i] >= last]
             out.extend(ChainResult(mention, self._chains[i], float(row[i]), []) for i in best)
+            cuts.chains_not_grounded += len(ranked) - len(best)
         return out
 
     def _ground(self, vectors: np.ndarray, links: list[list[LinkedEntity]], candidates: list[list[ChainResult]],
-                limits: PathLimits) -> list[tuple[list[ChainResult], Cuts]]:
+                limits: PathLimits, cuts: list[Cuts]) -> list[tuple[list[ChainResult], Cuts]]:
         """Every candidate's complete paths, one batched store call per step (shared prefixes queried once)."""
-        cuts = [Cuts() for _ in candidates]
         partial: dict[tuple[int, int, Chain], list[Path]] = {  # (query, mention, prefix) -> partial paths
             (q, c.mention, ()): [Path(c.mention, (), (), (name,)) for name in links[q][c.mention].names]
             for q, chains in enumerate(candidates) for c in chains}
@@ -268,9 +272,7 @@ class PathSearch:
         for doc, prior in zip(documents, softmax_prior([d.score for d in documents], self.tau)):
             doc.prior = prior
         answers = _answers(chains, scored, limits, cuts)
-        best_mention, best_chain, support = self._support(chains, reading)
-        eligible = sum(len(chain) <= limits.max_hops for chain in self._chains.values())
-        cuts.chains_not_grounded = len(reading) * max(0, eligible - limits.beam)
+        _, best_chain, support = self._support(chains, reading)
         return PathSearchResult(query, linked, documents, chains, answers, support, best_chain, cuts)
 
     def _chain_term(self, chain: ChainResult) -> float:
