@@ -75,7 +75,7 @@ class RdfRules:
     languages: tuple[str, ...] = ("en",)
     untagged: bool = True  # a literal without a language tag is kept
     max_literal_chars: int = 200  # a longer literal is long text, whatever its predicate
-    long_text: str = "passages"  # "passages": sentence passages of kind TEXT; "drop": left out
+    long_text: str = "drop"  # "drop": left out; "passages": sentence passages of kind TEXT (docs/rdf.md: measured)
     passage_chars: int = 300
     labels: str = "prepass"  # "prepass": names read from all inputs first; "stream": from earlier lines only
     max_labels: int = 2_000_000  # most entities the name index holds (about 150 bytes each)

@@ -54,17 +54,17 @@ def test_typed_literals_read_as_answers(cases):
     assert facts_of(triples, "cost", "Analytical Engine") == ["17000 pounds sterling"]
 
 
-def test_long_text_is_passages_of_kind_text_or_left_out(cases):
-    triples, report = cases
+def test_long_text_is_left_out_or_passages_of_kind_text(cases):
+    dropped, dropped_report = cases  # the default: left out
+    assert not any(t.object_kind == TEXT for t in dropped)
+    assert dropped_report.dropped["long text"] == 3  # the English abstract, the comment, the tagline
+    triples, report = read(long_text="passages")
     texts = [t for t in triples if t.object_kind == TEXT]
     assert {t.relation for t in texts} == {"abstract", "tagline"}  # the tagline is only long
-    assert all(len(t.object) <= 300 for t in texts) and report.passages == len(texts)
+    assert all(len(t.object) <= 300 for t in texts) and report.passages == len(texts) == 3
     assert not any(t.object_kind == ENTITY and len(t.object) > 200 for t in triples)
     assert not facts_of(triples, "comment")  # rdfs:comment repeats the abstract's first sentence
     assert report.dropped["sentence already kept for the subject"] == 1
-    dropped, dropped_report = read(long_text="drop")
-    assert not any(t.object_kind == TEXT for t in dropped)
-    assert dropped_report.dropped["long text"] == 3  # the English abstract, the comment, the tagline
     assert len(dropped) == len(triples) - len(texts)
 
 
