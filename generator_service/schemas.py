@@ -3,15 +3,14 @@ question length, batch size) are checked by the endpoints, with the configured v
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, StrictBool
 
-from shared.openapi import NON_BLANK, NON_BLANK_ITEMS, Count
+from shared.openapi import NON_BLANK, NON_BLANK_ITEMS, Count, Hops
 from shared.retriever_api import LinkedEntityOut, PathOut, PathRef
 
 Mode = Literal["token", "sequence"]
-Hops = Annotated[Count, Field(le=3)]
 NO_PATH_NOTE = "the retriever found no path for this question, so no answer was generated"
 _NO_FACT = ("null when the graph has no answer (then `note` says why and `answers`, `paths` and `facts` are "
             "empty): an answer without evidence would be the bare model's guess, which this service does not give")

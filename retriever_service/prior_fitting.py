@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = (0.1, 0.3, 1.0, 3.0)
 TEMPERATURES = (0.5, 1.0, 2.0)  # of the regression's logits
-MENTION_PENALTIES = (0.0, 0.1, 0.3)
+MENTION_PENALTIES = (0.0, 0.1, 0.3)  # tried after weight and temperature, with the best of those
 _HOPS_DIR = re.compile(r"^(\d)-hop$")
+_BRACKETED = re.compile(r"\[([^\]]+)\]")
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,13 @@ def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[Training
     held = rows[cut:]
     evaluated = held[:max_eval]
     fitted = RelationPrior.fit(vectors[train], [labels[i] for i in train])
-    grid = [_grid_point(search, fitted, questions, evaluated[: max_eval // 3], labels, limits,
-                        weight=w, temperature=t, mention_penalty=m)
-            for w, t, m in itertools.product(WEIGHTS, TEMPERATURES, MENTION_PENALTIES)]
-    best = max(grid, key=lambda g: (g["hits@1"], g["chain_recall"]))
+    tuning = evaluated[: max_eval // 3]
+    grid = [_grid_point(search, fitted, questions, tuning, labels, limits, weight=w, temperature=t,
+                        mention_penalty=MENTION_PENALTIES[0]) for w, t in itertools.product(WEIGHTS, TEMPERATURES)]
+    best = max(grid, key=_rank)
+    grid += [_grid_point(search, fitted, questions, tuning, labels, limits, weight=best["weight"],
+                         temperature=best["temperature"], mention_penalty=m) for m in MENTION_PENALTIES[1:]]
+    best = max(grid, key=_rank)
     chosen = {name: best[name] for name in ("weight", "temperature", "mention_penalty")}
     search.prior = dataclasses.replace(fitted, **chosen)
     scores = _scores(search, questions, evaluated, limits)
@@ -146,6 +150,11 @@ def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[Training
     report = FitReport(sources, sum(bool(ls) for ls in labels), sum(not ls for ls in labels), len(prior.keys),
                        grid, best, held_out, {k: round(v, 1) for k, v in seconds.items()})
     return prior, report
+
+
+def _rank(point: dict) -> tuple:
+    """Hits@1 first, then chain recall; among equals, the first tried (the smallest mention penalty)."""
+    return point["hits@1"], point["chain_recall"]
 
 
 def _grid_point(search, fitted, questions, rows, labels, limits, **values: float) -> dict:
@@ -191,6 +200,17 @@ def _by_source(scores: list[PathScore], questions: list[TrainingQuestion], answe
                        "f1": float(np.mean([s.f1(answer_t) for s in own])),
                        "abstained": float(np.mean([s.support < abstain_t for s in own]))}
     return out
+
+
+def fit_for_store(search: PathSearch, files: list[Path], *, from_kg: bool = False, seed: int = 0,
+                  holdout: float = 0.2, max_eval: int = 900) -> tuple[RelationPrior, FitReport]:
+    """Fit the chain prior of the store `search` reads: on the question files, with questions generated from
+    the KG's chains when asked or when there are no files, and negatives always."""
+    graph = kg_graph(search)
+    questions = [q for path in files for q in read_training_questions(path)]
+    topics = [m[1] for q in questions if (m := _BRACKETED.search(q.text))]
+    questions += generated_training_questions(graph, topics, from_kg=from_kg or not files, seed=seed)
+    return fit_chain_prior(search, graph, questions, holdout=holdout, seed=seed, max_eval=max_eval)
 
 
 def kg_graph(search: PathSearch) -> KGGraph:

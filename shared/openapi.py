@@ -26,6 +26,7 @@ def _no_coercion(value: object) -> object:
 
 
 Count = Annotated[int, Field(ge=1), BeforeValidator(_no_coercion)]  # k, max_new_tokens, num_beams
+Hops = Annotated[int, Field(ge=1, le=3), BeforeValidator(_no_coercion)]  # the longest relation chain followed
 Limits = dict[str, dict[str, dict]]  # schema name -> field -> JSON Schema keywords (nested for "items")
 
 

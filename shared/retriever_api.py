@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from shared.openapi import NON_BLANK, NON_BLANK_ITEMS, Count
+from shared.openapi import NON_BLANK, NON_BLANK_ITEMS, Count, Hops
 
 
 class SearchRequest(BaseModel):
@@ -84,7 +84,7 @@ class PathOptions(BaseModel):
     """What bounds a path search; each defaults to the service's setting and may not exceed its limit."""
 
     k: Count | None = Field(None, description="paths returned as documents (default: settings default_k)")
-    hops: Count | None = Field(None, description="longest relation chain, 1 to 3 (default and limit: settings max_hops)")
+    hops: Hops | None = Field(None, description="longest relation chain, 1 to 3 (default and limit: settings max_hops)")
     beam: Count | None = Field(None, description="chains grounded per linked entity, the most likely first")
     facts_per_step: Count | None = Field(None, description="facts fetched per chain step, the most similar first")
     paths_per_chain: Count | None = Field(None, description="partial paths kept per chain after each step")

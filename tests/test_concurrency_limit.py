@@ -16,6 +16,7 @@ from retriever_service.settings import RetrieverSettings
 from shared.errors import failure_of, install_error_handlers
 from shared.metrics import Metrics
 from shared.middleware import ConcurrencyLimitMiddleware, ServiceMiddleware
+from shared.retriever_api import PathOptions
 
 
 def _app(release: asyncio.Event) -> FastAPI:
@@ -73,6 +74,6 @@ def test_a_retriever_429_is_passed_on_with_retry_after():
     busy = httpx.MockTransport(lambda request: httpx.Response(429, json=body, headers={"Retry-After": "1"}))
     client = RetrieverClient(GeneratorSettings(), Metrics("client").histogram("calls", "calls"), transport=busy)
     with pytest.raises(RetrieverRejected) as refused:
-        asyncio.run(client.search("What is the capital of France?", 3, None))
+        asyncio.run(client.paths("What is the capital of France?", PathOptions(k=3), None))
     answer = failure_of(refused.value)
     assert (answer.status, answer.code, answer.headers) == (429, "too_many_requests", {"Retry-After": "1"})
