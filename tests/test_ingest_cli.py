@@ -165,9 +165,10 @@ def test_stats_of_files_is_a_dry_run_without_the_model(tmp_path, capsys, monkeyp
     assert out["dropped_by_predicate"]["predicate rule"]["dbp:image"] == 1
     assert out["skipped_lines"] == 3 and any("cases.nt.bz2:36" in e for e in out["errors"])
     assert not (tmp_path / "store").exists()  # nothing stored, no store opened
-    dropped = run(capsys, "stats", str(dump), "--long-text", "drop", "--languages", "en,fr")
-    assert dropped["passages"] == 0 and dropped["dropped"]["long text"] == 3
-    assert "other language" in dropped["dropped"] and dropped["dropped"]["other language"] < out["dropped"]["other language"]
+    assert out["passages"] == 0 and out["dropped"]["long text"] == 3
+    passages = run(capsys, "stats", str(dump), "--long-text", "passages", "--languages", "en,fr")
+    assert passages["passages"] == 3 and "long text" not in passages["dropped"]
+    assert 0 < passages["dropped"]["other language"] < out["dropped"]["other language"]
 
 
 def test_stats_of_the_store_counts_facts_per_relation(tmp_path, capsys):
