@@ -1,13 +1,16 @@
 """Ingest benchmark on synthetic DBpedia-shaped N-Triples (.nt.bz2): how fast the reader turns a
 compressed dump into facts, and how fast a full load (MiniLM embedding, Qdrant Edge) stores them.
 
-    python -m bench.ingest_bench [--triples 1000000] [--ingest-triples 30000]
+    python -m bench.ingest_bench [--triples 1000000] [--ingest-triples 20000]
 
 Each phase runs in a subprocess of its own so that its peak RSS is its own:
 - `decompress`: the .bz2 read line by line, nothing parsed (the floor under any reader);
 - `read` (labels prepass, the default) and `read-stream`: KgReader over the whole dump, the
   triples counted and dropped (what `kgrag-ingest stats FILE` does);
-- `ingest`: `kgrag-ingest load` of the first --ingest-triples lines into a fresh store.
+- `ingest` and `ingest-no-text`: `kgrag-ingest load` of a smaller dump (--ingest-triples statements)
+  into a fresh store, long text as passages and left out (the default);
+- `encode`: MiniLM alone on 4096 of those facts, the encoder's share of a load.
+The 1, 5, 15 minute load averages before and after each phase are recorded: the machine is shared.
 Prints a table and writes bench/results/ingest.json (commit, date, machine, numbers).
 """
 
@@ -124,7 +127,8 @@ def phase_decompress(path: Path) -> dict:
         for _ in fh:
             lines += 1
     seconds = time.perf_counter() - start
-    return {"lines": lines, "seconds": round(seconds, 2), "lines_per_s": round(lines / seconds)}
+    return {"lines": lines, "seconds": round(seconds, 2), "lines_per_s": round(lines / seconds),
+            "peak_rss_mb": _peak_rss_mb()}
 
 
 def phase_read(path: Path, labels: str) -> dict:
@@ -146,25 +150,51 @@ def phase_read(path: Path, labels: str) -> dict:
             "dropped": dict(report.dropped.most_common()), "passages": report.passages, "aliases": report.aliases}
 
 
-def phase_ingest(path: Path) -> dict:
-    """`kgrag-ingest load` into a fresh store, as a child process (its peak RSS is the child's)."""
+def phase_ingest(path: Path, long_text: str = "passages") -> dict:
+    """`kgrag-ingest load` into a fresh store, as a child process (its peak RSS is the child's); and what
+    the facts were (text passages are longer to embed than the short facts)."""
+    from retriever_service.rdf_rules import dbpedia_rules
+    from retriever_service.readers import read_triples
+    from shared.facts import TEXT
+
+    triples = list(read_triples(path, rules=dbpedia_rules(long_text=long_text)))
     with tempfile.TemporaryDirectory() as data_dir:
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "retriever_service.ingest_cli", "--data-dir", data_dir, "load",
-                              str(path)], capture_output=True, text=True, check=False)
+                              str(path), "--long-text", long_text], capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     report = json.loads(out.stdout)
-    return {"statements": report["statements"], "facts": report["added"], "seconds_with_model_load": round(seconds, 1),
-            "ingest_seconds": report["seconds"], "facts_per_s": report["facts_per_s"],
-            "statements_per_s": round(report["statements"] / report["seconds"]),
+    return {"long_text": long_text, "statements": report["statements"], "facts": report["added"],
+            "passages": sum(t.object_kind == TEXT for t in triples),
+            "mean_fact_chars": round(sum(len(t.text) for t in triples) / max(len(triples), 1), 1),
+            "seconds_with_model_load": round(seconds, 1), "ingest_seconds": report["seconds"],
+            "facts_per_s": report["facts_per_s"], "statements_per_s": round(report["statements"] / report["seconds"]),
             "optimize_seconds": report["optimize_seconds"],
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
-PHASES = {"decompress": phase_decompress, "read": lambda p: phase_read(p, "prepass"),
-          "read-stream": lambda p: phase_read(p, "stream"), "ingest": phase_ingest}
+def phase_encode(path: Path, limit: int = 4096) -> dict:
+    """MiniLM alone on the sample's fact sentences (long text left out), as a load batches them: what the
+    encoder costs of a load, measured beside it."""
+    from retriever_service.encoder import Encoder
+    from retriever_service.readers import read_triples
+
+    texts = [t.text for t, _ in zip(read_triples(path), range(limit))]
+    encoder = Encoder.load()
+    encoder.encode(texts[:256])  # warm-up
+    start = time.perf_counter()
+    encoder.encode(texts)
+    seconds = time.perf_counter() - start
+    return {"facts": len(texts), "seconds": round(seconds, 1), "facts_per_s": round(len(texts) / seconds),
+            "mean_fact_chars": round(sum(map(len, texts)) / len(texts), 1), "bf16": encoder.bf16,
+            "torch_threads": __import__("torch").get_num_threads(), "peak_rss_mb": _peak_rss_mb()}
+
+
+PHASES = {"decompress": phase_decompress, "encode": phase_encode, "read": lambda p: phase_read(p, "prepass"),
+          "read-stream": lambda p: phase_read(p, "stream"), "ingest": phase_ingest,
+          "ingest-no-text": lambda p: phase_ingest(p, "drop")}
 
 
 def run_phase(phase: str, path: Path) -> dict:
@@ -177,6 +207,11 @@ def run_phase(phase: str, path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: on a shared machine, what else was running."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine() -> dict:
     mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), 0)
@@ -184,24 +219,28 @@ def machine() -> dict:
 
 
 def print_table(result: dict) -> None:
-    print(f"\n{'phase':<34}{'input':>12}{'out':>10}{'s':>8}{'in/s':>10}{'out/s':>9}{'peak RSS MB':>13}")
+    print(f"\n{'phase':<36}{'input':>12}{'out':>10}{'s':>8}{'in/s':>10}{'out/s':>9}{'peak RSS MB':>13}{'load':>7}")
     for key, label, unit_in, unit_out in (("decompress", "bz2 lines, nothing parsed", "lines", None),
                                           ("read", "reader, names prepass (default)", "statements", "triples"),
                                           ("read_stream", "reader, labels streamed", "statements", "triples"),
-                                          ("ingest", "full load (MiniLM, Qdrant Edge)", "statements", "facts")):
+                                          ("ingest", "full load, passages (MiniLM, Edge)", "statements", "facts"),
+                                          ("ingest_no_text", "full load, long text left out", "statements",
+                                           "facts"),
+                                          ("encode", "MiniLM alone on those facts", "facts", "facts")):
         r = result.get(key)
         if not r:
             continue
         seconds = r.get("seconds", r.get("ingest_seconds"))
         n_in, n_out = r[unit_in], r.get(unit_out) if unit_out else None
-        print(f"{label:<34}{n_in:>12,}{(n_out or 0):>10,}{seconds:>8}{round(n_in / seconds):>10,}"
-              f"{(round(n_out / seconds) if n_out else 0):>9,}{r.get('peak_rss_mb', 0):>13}")
+        print(f"{label:<36}{n_in:>12,}{(n_out or 0):>10,}{seconds:>8}{round(n_in / seconds):>10,}"
+              f"{(round(n_out / seconds) if n_out else 0):>9,}{r.get('peak_rss_mb', 0):>13}"
+              f"{r.get('load_average_before', [0])[0]:>7}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--triples", type=int, default=1_000_000, help="statements in the dump the reader reads")
-    p.add_argument("--ingest-triples", type=int, default=30_000, help="statements in the sample fully loaded")
+    p.add_argument("--ingest-triples", type=int, default=20_000, help="statements in the sample fully loaded")
     p.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     p.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -217,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {"dump": {"path": str(big), "statements": args.triples, "bytes": big.stat().st_size},
               "sample": {"path": str(small), "statements": args.ingest_triples, "bytes": small.stat().st_size},
               "machine": machine()}
-    for phase, path in (("decompress", big), ("read", big), ("read-stream", big), ("ingest", small)):
+    for phase, path in (("decompress", big), ("read", big), ("read-stream", big), ("ingest", small),
+                        ("ingest-no-text", small), ("encode", small)):
         print(f"phase {phase} ...", file=sys.stderr)
-        result[phase.replace("-", "_")] = run_phase(phase, path)
+        before = load_average()
+        result[phase.replace("-", "_")] = {**run_phase(phase, path), "load_average_before": before,
+                                           "load_average_after": load_average()}
     stamp(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
