@@ -17,12 +17,13 @@ from generator_service.lm_loading import ModelLoadError
 DESCRIPTION = """The offline teacher -> student distillation job of kgrag.
 
 steps:
-  data      question-answer pairs (MetaQA 1-hop dev + template questions from the KG's triples), each
-            with its top-k retrieved facts and priors, retrieved once: <run_dir>/data/train.jsonl
+  data      question-answer pairs (MetaQA 1/2/3-hop dev, template questions from the KG's triples and
+            questions about its relation chains), each with its top-k retrieved relation paths and
+            priors, retrieved once by the path search: <run_dir>/data/train.jsonl
   teacher   fine-tune the teacher base as a RAG generator: -log sum_d p(d|x) p(y|x,d) -> models/teacher
   student   distil the teacher into a student with fewer layers (KL per fact and on the RAG marginal
             + marginal NLL) -> models/student
-  evaluate  Hits@1 / exact match / latency on MetaQA 1-hop test and dev for base, teacher and student
+  evaluate  Hits@1 / exact match / latency on MetaQA 1/2/3-hop test and dev for base, teacher and student
             -> <run_dir>/eval/metrics.json, bench/results/distillation.{json,png}
   all       the four in order
 

@@ -42,9 +42,11 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     metaqa_dir: str = str(METAQA_DIR)
-    """MetaQA root; the data step reads only `1-hop/dev.txt` (and its qtype file) from it, never test."""
-    max_metaqa_questions: int = Field(9992, ge=0)
-    """At most this many MetaQA 1-hop dev questions (a seeded sample when the file holds more)."""
+    """MetaQA root; the data step reads only `N-hop/dev.txt` (and their qtype files) from it, never test."""
+    hops: list[Annotated[int, Field(ge=1, le=3)]] = Field(default_factory=lambda: [1, 2, 3])
+    """The MetaQA dev files read: 1-hop, 2-hop and 3-hop questions."""
+    max_metaqa_questions: int = Field(15000, ge=0)
+    """At most this many MetaQA dev questions of each hop count (a seeded sample when the file holds more)."""
     kg_files: Names = Field(default_factory=lambda: [str(METAQA_DIR / "kb.txt")])
     """KG files to write template questions from (formats of retriever_service.readers), or "demo" for the
     countries KG. They should be the KG the retriever index holds."""
@@ -54,12 +56,14 @@ class DataConfig(_Section):
     """Template phrasings sampled per (entity, relation, direction) pair."""
     max_answers: int = Field(8, ge=1)
     """Template pairs with more gold answers than this are skipped ("which movies are in English")."""
+    chain_questions: int = Field(1000, ge=0)
+    """At most this many questions about the KG's relation chains of up to two steps (a seeded sample)."""
     top_k: int = Field(5, ge=1)
-    """Facts retrieved per question, with their priors p(d|x); retrieved once and stored."""
+    """Paths retrieved per question, with their priors p(d|x); retrieved once and stored."""
     retrieval_batch_size: int = Field(256, ge=1)
     """Questions per batched retriever call."""
-    require_answer_in_facts: bool = True
-    """Keep only questions whose retrieved facts name a gold answer (the others teach guessing)."""
+    require_answer_in_documents: bool = True
+    """Keep only questions one of whose retrieved paths ends at a gold answer (the others teach guessing)."""
     retriever_data_dir: str = "var/bench"
     """Qdrant Edge data directory of the retriever index (read only)."""
     retriever_collection: str = "metaqa"
@@ -75,7 +79,7 @@ class TrainConfig(_Section):
     steps: int = Field(150, ge=1)
     """Optimizer steps."""
     batch_size: int = Field(8, ge=1)
-    """Questions per micro-batch (each with all its facts: batch_size x top_k rows)."""
+    """Questions per micro-batch (each with all its paths: batch_size x top_k rows)."""
     grad_accum: int = Field(2, ge=1)
     """Micro-batches per optimizer step."""
     lr: float = Field(1e-4, gt=0)
@@ -122,11 +126,13 @@ class StudentConfig(_Section):
 
 class EvalConfig(_Section):
     splits: list[Split] = Field(default_factory=lambda: ["test", "dev"])
-    """MetaQA 1-hop splits whose accuracy is measured (test for evaluation only; dev was training data)."""
-    max_questions: int | None = Field(None, ge=1)
-    """Seeded sample of test for accuracy (None = all 9,947)."""
-    max_dev_questions: int | None = Field(1000, ge=1)
-    """Seeded sample of dev for accuracy (None = all 9,992)."""
+    """MetaQA splits whose accuracy is measured (test for evaluation only; dev was training data)."""
+    hops: list[Annotated[int, Field(ge=1, le=3)]] = Field(default_factory=lambda: [1, 2, 3])
+    """MetaQA hop counts measured: each split's accuracy is reported per hop count."""
+    max_questions: int | None = Field(2000, ge=1)
+    """Seeded sample of each hop count's test for accuracy (None = all: 9,947 / 14,872 / 14,274)."""
+    max_dev_questions: int | None = Field(500, ge=1)
+    """Seeded sample of each hop count's dev for accuracy (None = all)."""
     models: list[ModelRow] = Field(default_factory=lambda: ["base", "teacher", "student"])
     """Rows of the table: base (the teacher base), teacher, student; missing model directories are skipped."""
     measure: list[Measure] = Field(default_factory=lambda: ["accuracy", "latency"])
@@ -137,12 +143,12 @@ class EvalConfig(_Section):
     """Seeded sample of test questions answered in the timed pass, by every model of the run one after the other,
     so their latencies compare (same questions, batch size and machine, same process)."""
     batch_size: int = Field(16, ge=1)
-    """Questions per RagGenerator.generate call (all their facts in one forward pass per step)."""
+    """Questions per RagGenerator.generate call (all their paths in one forward pass per step)."""
     mode: Literal["token", "sequence"] = "token"
     """RAG decoding mode: token or sequence."""
     constrain: bool = True
-    """Constrain answers to the entity names of the retrieved facts (shared.facts.answer_candidates: the question's
-    linked entities and facts of prior under 1e-6 left out), each fact's distribution renormalised over them."""
+    """Constrain answers to the ends of the retrieved paths (shared.facts.candidate_names: the question's linked
+    entities and paths of prior under 1e-6 left out), each path's distribution renormalised over them."""
     max_new_tokens: int = Field(24, ge=1)
     """Decoding limit per answer (raised to the longest allowed name when constrained)."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -170,7 +176,7 @@ class DistillConfig(_Section):
     results_dir: str = "bench/results"
     """Where evaluate writes distillation.json and distillation.png."""
     data: DataConfig = Field(default_factory=DataConfig)
-    """Question-answer pairs and their retrieved facts."""
+    """Question-answer pairs and their retrieved paths."""
     teacher: TrainConfig = Field(default_factory=TrainConfig)
     """Fine-tuning of the teacher as a RAG generator."""
     student: StudentConfig = Field(default_factory=StudentConfig)

@@ -1,9 +1,12 @@
-"""The data step: question-answer pairs with their retrieved facts, stored once as JSONL.
+"""The data step: question-answer pairs with their retrieved documents, stored once as JSONL.
 
-Questions: MetaQA 1-hop dev (never test) and template questions written from the KG's triples
-(templates.py). Each question is searched once with the in-process retriever (batched) for its
-top-k facts and their priors p(d|x); training reads `data/train.jsonl` and never calls the
-retriever. `data/manifest.json` records every file read, the counts and the seed.
+Questions: MetaQA 1-, 2- and 3-hop dev (never test), template questions written from the KG's
+triples (templates.py) and questions about the KG's relation chains
+(`retriever_service.question_generation`). Each question is searched once with the in-process
+path search (batched), as the retriever service would answer it (`path_replies.search_replies`):
+its top-k relation paths (a one-step path is one fact) with their priors p(d|x), the answer set and
+whether it abstained; training reads `data/train.jsonl` and never calls the retriever.
+`data/manifest.json` records every file read, the counts and the seed.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -22,17 +25,22 @@ from distillation.config import DataConfig, DistillConfig, save_config
 from distillation.templates import template_questions
 from retriever_service.demo_kg import demo_triples
 from retriever_service.encoder import Encoder
+from retriever_service.entity_linking import ALIAS_RELATIONS
+from retriever_service.kg_graph import KGGraph
+from retriever_service.path_replies import search_replies
+from retriever_service.question_generation import chain_questions
 from retriever_service.readers import read_triples
-from retriever_service.retrieval import Retriever
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
-from shared.facts import Triple, answer_candidates
+from shared.facts import Evidence, Triple, candidate_names
 from shared.metrics import Metrics
 from shared.names import fold
 from shared.qa_data import Question, metaqa_split
+from shared.retriever_api import PathOptions, PathSearchResponse
 
 log = logging.getLogger(__name__)
 DEMO_KG = "demo"  # in data.kg_files: the countries KG of retriever_service.demo_kg
+PathRetriever = Callable[[list[str], int], list[PathSearchResponse]]  # (questions, k) -> the service's replies
 
 
 @dataclass
@@ -40,40 +48,51 @@ class Example:
     question: str  # as the retriever and the model see it (MetaQA's [brackets] removed)
     answers: list[str]  # every gold answer
     qtype: str  # question type: MetaQA's, or the template's
-    source: str  # "metaqa/1-hop/dev", "metaqa/1-hop/test" or "template"
-    facts: list[dict] = field(default_factory=list)  # retrieved, best first: triple, text, score, prior
+    source: str  # "metaqa/2-hop/dev", "metaqa/1-hop/test", "template" or "chain"
+    documents: list[dict] = field(default_factory=list)  # retrieved paths, best first: text, end, chain, score, prior
     linked: list[str] = field(default_factory=list)  # KG names of the entities linked in the question
-    target: str | None = None  # the training answer: the best-ranked fact entity that is a gold answer
+    answer_set: list[str] = field(default_factory=list)  # the retriever's answer set (empty when it abstained)
+    abstained: bool = False  # the retriever found the graph has no answer
+    target: str | None = None  # the training answer: the end of the best-ranked path that is a gold answer
 
     @property
     def log_priors(self) -> list[float]:
-        """log p(d|x) of the facts (a prior that underflowed to 0 is -inf), as the generator's API computes them."""
-        return [math.log(f["prior"]) if f["prior"] > 0 else -math.inf for f in self.facts]
+        """log p(d|x) of the documents (a prior that underflowed to 0 is -inf), as the generator's API computes them."""
+        return [math.log(d["prior"]) if d["prior"] > 0 else -math.inf for d in self.documents]
 
     @property
-    def fact_texts(self) -> list[str]:
-        return [f["text"] for f in self.facts]
+    def texts(self) -> list[str]:
+        return [d["text"] for d in self.documents]
 
     def candidates(self) -> list[str]:
-        """The entity names of the facts, the linked question entities left out unless nothing else is left."""
-        return answer_candidates(self.facts, set(self.linked))
+        """The names a constrained answer may be, as the generator service allows them (its paths' ends)."""
+        return candidate_names([Evidence(d["text"], (d["end"],), d["prior"]) for d in self.documents], set(self.linked))
 
     @classmethod
-    def of_metaqa(cls, question: Question, split: str) -> Example:
-        """A MetaQA 1-hop question of `split`, brackets stripped."""
-        return cls(question.stripped, list(question.answers), question.qtype, f"metaqa/1-hop/{split}")
+    def of_metaqa(cls, question: Question, split: str, hops: int) -> Example:
+        """A MetaQA question of `split`, brackets stripped."""
+        return cls(question.stripped, list(question.answers), question.qtype, f"metaqa/{hops}-hop/{split}")
 
     def gold_target(self) -> str | None:
-        """The first fact entity (facts best first, object before subject) that folds to a gold answer."""
+        """The end of the first path (best first) that folds to a gold answer."""
         gold = {fold(answer) for answer in self.answers}
-        return next((name for f in self.facts for name in (f["object"], f["subject"]) if fold(name) in gold), None)
+        return next((d["end"] for d in self.documents if fold(d["end"]) in gold), None)
+
+    def fill(self, reply: PathSearchResponse) -> None:
+        """The retriever's reply as this example's documents, linked entities, answer set and verdict."""
+        self.documents = [{"text": p.text, "end": p.steps[-1].entity, "chain": p.chain, "score": p.score,
+                           "prior": p.prior} for p in reply.paths]
+        self.linked = sorted({name for entity in reply.linked for name in entity.names})
+        self.answer_set = [a.name for a in reply.answers]
+        self.abstained = reply.abstain
 
 
-def run_data(config: DistillConfig, retriever: Retriever) -> dict:
+def run_data(config: DistillConfig, retriever: PathRetriever) -> dict:
     """Write data/train.jsonl and data/manifest.json under the run directory; returns the manifest."""
     cfg, out = config.data, Path(config.run_dir) / "data"
     sources: list[str] = []
-    questions = dev_questions(cfg, config.seed, sources) + kg_questions(cfg, config.seed, sources)
+    questions = (dev_questions(cfg, config.seed, sources) + kg_questions(cfg, config.seed, sources)
+                 + kg_chain_questions(cfg, config.seed))
     by_key: dict[str, Example] = {}
     for question in questions:
         by_key.setdefault(fold(question.question), question)  # the first of each folded text is kept
@@ -81,14 +100,15 @@ def run_data(config: DistillConfig, retriever: Retriever) -> dict:
     examples = retrieve(retriever, unique, cfg.top_k, cfg.retrieval_batch_size)
     for example in examples:
         example.target = example.gold_target()
-    kept = [e for e in examples if e.target is not None or not cfg.require_answer_in_facts]
+    kept = [e for e in examples if e.target is not None or not cfg.require_answer_in_documents]
     write_examples(out / "train.jsonl", kept)
     manifest = {
         "sources": sources,
         "retriever": _retriever_source(cfg),
         "seed": config.seed,
-        "counts": {"questions": len(questions), "unique": len(unique), "answer_in_facts":
-                   sum(e.target is not None for e in examples), "kept": len(kept),
+        "counts": {"questions": len(questions), "unique": len(unique), "answer_in_documents":
+                   sum(e.target is not None for e in examples), "abstained": sum(e.abstained for e in examples),
+                   "kept": len(kept),
                    "by_source": {s: sum(e.source == s for e in kept) for s in sorted({e.source for e in kept})}},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -98,16 +118,19 @@ def run_data(config: DistillConfig, retriever: Retriever) -> dict:
 
 
 def dev_questions(cfg: DataConfig, seed: int, sources: list[str]) -> list[Example]:
-    """A seeded sample of MetaQA 1-hop dev questions; the files read are appended to `sources`."""
+    """A seeded sample of each configured hop count's MetaQA dev questions; the files read go to `sources`."""
     if cfg.max_metaqa_questions <= 0:
         return []
-    path = Path(cfg.metaqa_dir) / "1-hop" / "dev.txt"
-    questions = metaqa_split(1, "dev", Path(cfg.metaqa_dir))
-    sources.extend(str(p.resolve()) for p in (path, path.with_name("qa_dev_qtype.txt")) if p.exists())
-    if len(questions) > cfg.max_metaqa_questions:
-        keep = sorted(random.Random(f"{seed}:metaqa").sample(range(len(questions)), cfg.max_metaqa_questions))
-        questions = [questions[i] for i in keep]
-    return [Example.of_metaqa(q, "dev") for q in questions]
+    examples = []
+    for hops in cfg.hops:
+        path = Path(cfg.metaqa_dir) / f"{hops}-hop" / "dev.txt"
+        questions = metaqa_split(hops, "dev", Path(cfg.metaqa_dir))
+        sources.extend(str(p.resolve()) for p in (path, path.with_name("qa_dev_qtype.txt")) if p.exists())
+        if len(questions) > cfg.max_metaqa_questions:
+            rng = random.Random(f"{seed}:metaqa" if hops == 1 else f"{seed}:metaqa:{hops}")
+            questions = [questions[i] for i in sorted(rng.sample(range(len(questions)), cfg.max_metaqa_questions))]
+        examples.extend(Example.of_metaqa(q, "dev", hops) for q in questions)
+    return examples
 
 
 def kg_questions(cfg: DataConfig, seed: int, sources: list[str]) -> list[Example]:
@@ -121,21 +144,38 @@ def kg_questions(cfg: DataConfig, seed: int, sources: list[str]) -> list[Example
     return [Example(q.text, list(q.answers), q.qtype, "template") for q in written]
 
 
-def retrieve(retriever: Retriever, examples: list[Example], k: int, batch_size: int) -> list[Example]:
-    """Fill each example's facts and linked entities, one batched search per `batch_size` questions."""
+def kg_chain_questions(cfg: DataConfig, seed: int) -> list[Example]:
+    """Questions about the KG's relation chains of up to two steps, in the phrasings the chain prior is fitted on
+    for a KG without questions (`retriever_service.question_generation`)."""
+    if cfg.chain_questions <= 0:
+        return []
+    graph = KGGraph.of((t.payload() for t in kg_triples(cfg.kg_files)), ALIAS_RELATIONS)
+    written = chain_questions(graph, max_hops=2, per_chain=5, max_answers=cfg.max_answers,
+                              rng=random.Random(f"{seed}:chains"))
+    random.Random(f"{seed}:chains").shuffle(written)
+    return [Example(q.text, list(q.answers), q.chain, "chain") for q in written[: cfg.chain_questions]]
+
+
+def retrieve(retriever: PathRetriever, examples: list[Example], k: int, batch_size: int) -> list[Example]:
+    """Fill each example from the retriever's reply, one batched search per `batch_size` questions."""
     with tqdm(total=len(examples), unit=" q", desc="retrieve") as bar:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
-            for example, found in zip(chunk, retriever.search([e.question for e in chunk], k), strict=True):
-                example.facts = [{key: getattr(f, key) for key in ("subject", "relation", "object", "text", "score",
-                                                                   "prior")} for f in found.facts]
-                example.linked = sorted({name for entity in found.linked for name in entity.names})
+            for example, reply in zip(chunk, retriever([e.question for e in chunk], k), strict=True):
+                example.fill(reply)
             bar.update(len(chunk))
     return examples
 
 
+def path_retriever(state: RetrieverState) -> PathRetriever:
+    """The path search of an in-process retriever state, answering as the service does."""
+    def replies(questions: list[str], k: int) -> list[PathSearchResponse]:
+        return search_replies(state.path_search(), state.settings, questions, PathOptions(k=k))
+    return replies
+
+
 def open_retriever(cfg: DataConfig) -> RetrieverState:
-    """The in-process retriever over the configured index (call .retriever(); .close() when done)."""
+    """The in-process retriever over the configured index (`path_retriever` of it; .close() when done)."""
     settings = RetrieverSettings(data_dir=Path(cfg.retriever_data_dir), collection=cfg.retriever_collection,
                                  qdrant_url=cfg.retriever_url)
     return RetrieverState(settings=settings, encoder=Encoder.load(), metrics=Metrics("distillation"))

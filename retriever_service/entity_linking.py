@@ -45,10 +45,15 @@ class EntityIndex:
     def __init__(self) -> None:
         self._names: dict[str, Counter[str]] = {}
         self._relations: Counter[str] = Counter()  # relation -> facts of it (alias relations not counted)
+        self._steps: dict[str, Counter[tuple[str, bool]]] = {}  # name -> (relation, inverse) -> facts leaving it so
         self._longest = 1
 
     def __len__(self) -> int:
         return len(self._names)
+
+    def steps_from(self, names: tuple[str, ...]) -> set[tuple[str, bool]]:
+        """The (relation, inverse) steps that leave any of the names: where a relation chain can start."""
+        return {step for name in names for step in self._steps.get(name, ())}
 
     @property
     def relations(self) -> list[str]:
@@ -73,9 +78,9 @@ class EntityIndex:
         for fact in facts:
             subject, obj, relation = fact["subject"], fact["object"], fact.get("relation", "")
             if relation.lower() not in ALIAS_RELATIONS:
-                self._relations[relation] += delta
-                if self._relations[relation] <= 0:
-                    del self._relations[relation]
+                _count(self._relations, relation, delta)
+                _count(self._steps.setdefault(subject, Counter()), (relation, False), delta)
+                _count(self._steps.setdefault(obj, Counter()), (relation, True), delta)
             if kind_of(fact, "subject") == ENTITY:
                 self._change(fold(subject), subject, delta)
                 if relation.lower() in ALIAS_RELATIONS:
@@ -125,6 +130,13 @@ class EntityIndex:
             else:
                 lost.append((i, j))
         return chosen, [(i, j) for i, j in lost if not any(a <= i and j <= b for a, b in chosen)]
+
+
+def _count(counts: Counter, key, delta: int) -> None:
+    """counts[key] += delta, the key dropped at zero."""
+    counts[key] += delta
+    if counts[key] <= 0:
+        del counts[key]
 
 
 def mask_mention(question: str, mention: LinkedEntity | None) -> str:

@@ -28,14 +28,13 @@ from retriever_service.encoder import Encoder
 from retriever_service.ingest import IngestStats, delete_facts, ingest_triples
 from retriever_service.rdf_rules import RdfRules, RulesError, load_rules
 from retriever_service.readers import FORMATS, KgReader, ReaderError, ReadReport
-from retriever_service.relation_fitting import fit_relation_prior
+from retriever_service.prior_fitting import fit_for_store
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from retriever_service.store import StoreError
 from shared.facts import Triple
 from shared.logging_config import configure_logging
 from shared.metrics import Metrics
-from shared.qa_data import read_questions
 
 log = logging.getLogger("kgrag.ingest")
 
@@ -58,9 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("--id", dest="ids", action="append", default=[], help="fact id (repeatable)")
     delete.add_argument("--triple", dest="triples", action="append", default=[],
                         help="'subject|relation|object' (repeatable)")
-    fit = sub.add_parser("fit-relations", help="fit the relation prior on questions with answers (never test)")
-    fit.add_argument("questions", type=Path, help="MetaQA question file or JSONL {question, answers}")
-    fit.add_argument("--holdout", type=float, default=0.2, help="share of questions used to pick weight and temperature")
+    demo = sub.choices["demo"]
+    demo.add_argument("--no-fit", action="store_true", help="do not fit the chain prior from generated questions")
+    fit = sub.add_parser("fit-relations", help="fit the chain prior on questions with answers (never test) and/or on "
+                                               "questions generated from the KG")
+    fit.add_argument("questions", type=Path, nargs="*", help="MetaQA question files (their N-hop folder gives the hop "
+                     "count) or JSONL {question, answers, hops?}; none: questions generated from the KG")
+    fit.add_argument("--from-kg", action="store_true", help="add questions generated from the KG's chains")
+    fit.add_argument("--holdout", type=float, default=0.2, help="share of questions used to tune (weight, temperature, "
+                                                                "thresholds)")
     stats = sub.add_parser("stats", help="with files: what loading them would keep and leave out, per relation and "
                                          "reason (nothing is loaded); without: the store's facts per relation")
     stats.add_argument("files", nargs="*", type=Path)
@@ -167,18 +172,25 @@ def _parse_triple(text: str) -> Triple:
     return Triple(*parts)
 
 
+def _fit(state: RetrieverState, files: list[Path], *, from_kg: bool, holdout: float) -> dict:
+    """Fit the chain prior on the files and/or the KG's own questions; save it beside the store."""
+    prior, report = fit_for_store(state.path_search(), files, from_kg=from_kg, holdout=holdout)
+    path = prior.save(state.settings.relation_prior_path)
+    state.relations = prior
+    return {"saved": str(path), **vars(report)}
+
+
 def _run(args: argparse.Namespace, state: RetrieverState) -> dict:
     if args.command == "load":
         return _load_files(args, state)
     if args.command == "demo":
-        return _load(state, demo_triples())
+        loaded = _load(state, demo_triples())
+        return loaded if args.no_fit else {**loaded, "prior": _fit(state, [], from_kg=True, holdout=0.2)}
     if args.command == "delete":
         ids = list(args.ids) + [_parse_triple(t).id for t in args.triples]
         return {"deleted": delete_facts(ids, store=state.store(), entities=state.entities)}
     if args.command == "fit-relations":
-        prior, report = fit_relation_prior(state.retriever(), read_questions(args.questions), holdout=args.holdout)
-        path = prior.save(state.settings.relation_prior_path)
-        return {"saved": str(path), **vars(report)}
+        return _fit(state, args.questions, from_kg=args.from_kg, holdout=args.holdout)
     return _store_stats(state, args.top)
 
 

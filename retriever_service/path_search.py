@@ -178,20 +178,23 @@ class PathSearch:
                             np.cumsum([len(linked) for linked in links])[:-1])
         self.observe("embed", time.perf_counter() - start)
         cuts = [Cuts() for _ in queries]
-        candidates = [self._candidates(r, limits, cut) for r, cut in zip(readings, cuts)]
+        candidates = [self._candidates(r, linked, limits, cut) for r, linked, cut in zip(readings, links, cuts)]
         start = time.perf_counter()
         grounded = self._ground(vectors[: len(queries)], links, candidates, limits, cuts)
         self.observe("search", time.perf_counter() - start)
         return [self._result(q, linked, chains, reading, k, limits, cut)
                 for q, linked, (chains, cut), reading in zip(queries, links, grounded, readings)]
 
-    def _candidates(self, reading: np.ndarray, limits: PathLimits, cuts: Cuts) -> list[ChainResult]:
-        """The beam: each mention's most likely chains of at most max_hops steps, from its reading (M, R); chains
-        as likely as the last one kept are kept too (an unfitted prior ties them all: cosine decides among them)."""
+    def _candidates(self, reading: np.ndarray, linked: list[LinkedEntity], limits: PathLimits,
+                    cuts: Cuts) -> list[ChainResult]:
+        """The beam: each mention's most likely chains of at most max_hops steps that can start from it (its first
+        step leaves one of its names), from its reading (M, R); chains as likely as the last one kept are kept too
+        (an unfitted prior ties them all: cosine decides among them)."""
         columns = [i for i, chain in self._chains.items() if len(chain) <= limits.max_hops]
         out = []
         for mention, row in enumerate(reading):
-            ranked = sorted(columns, key=lambda i: -row[i])
+            starts = self.entities.steps_from(linked[mention].names)
+            ranked = sorted((i for i in columns if tuple(self._chains[i][0]) in starts), key=lambda i: -row[i])
             last = row[ranked[min(limits.beam, len(ranked)) - 1]] if ranked else 0.0
             best = [i for n, i in enumerate(ranked) if n < limits.beam or row[i] >= last]
             out.extend(ChainResult(mention, self._chains[i], float(row[i]), []) for i in best)

@@ -33,7 +33,9 @@ from retriever_service.chain_labels import label_question
 from retriever_service.chains import NONE_KEY
 from retriever_service.entity_linking import ALIAS_RELATIONS, EntityIndex, mask_mention
 from retriever_service.kg_graph import KGGraph
-from retriever_service.path_metrics import PathScore, best_abstain_threshold, best_answer_threshold, score_result
+from retriever_service.path_metrics import (
+    PathScore, abstention_rates, best_abstain_threshold, best_answer_threshold, score_result,
+)
 from retriever_service.path_search import PathLimits, PathSearch
 from retriever_service.question_generation import GeneratedQuestion, chain_questions, negative_questions
 from retriever_service.relation_prior import RelationPrior
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 WEIGHTS = (0.1, 0.3, 1.0, 3.0)
 TEMPERATURES = (0.5, 1.0, 2.0)  # of the regression's logits
 MENTION_PENALTIES = (0.0, 0.1, 0.3)  # tried after weight and temperature, with the best of those
+MIN_TUNING = 50  # held-out answerable questions the abstention threshold needs to be chosen
 _HOPS_DIR = re.compile(r"^(\d)-hop$")
 _BRACKETED = re.compile(r"\[([^\]]+)\]")
 
@@ -85,13 +88,15 @@ def _jsonl_hops(path: Path) -> list[int | None]:
         return [json.loads(line).get("hops") for line in fh if line.strip()]
 
 
-def generated_training_questions(graph: KGGraph, topics: list[str], *, from_kg: bool, seed: int,
+def generated_training_questions(graph: KGGraph, topics: list[str], *, from_kg: bool, seed: int, others: int = 0,
                                  max_hops: int = 2, per_chain: int = 25) -> list[TrainingQuestion]:
-    """Negatives about absent relations (always), with one-step questions of the KG's own relations in the same
-    phrasings; with from_kg, questions about every chain of up to max_hops steps."""
+    """Negatives about absent relations (always: a tenth of all the questions, with the `others` given), with
+    one-step questions of the KG's own relations in the same phrasings; with from_kg, questions about every chain
+    of up to max_hops steps."""
     rng = random.Random(seed)
     written = chain_questions(graph, max_hops=max_hops if from_kg else 1, per_chain=per_chain, max_answers=10, rng=rng)
-    negatives = negative_questions(graph, topics or [q.topic for q in written], max(200, len(written) // 8), rng)
+    count = max(10, (others + len(written)) // 9)
+    negatives = negative_questions(graph, topics or [q.topic for q in written], count, rng)
     return [_bracketed(q, "generated" if q.chain != NONE_KEY else "negative") for q in written + negatives]
 
 
@@ -185,6 +190,9 @@ def _thresholds(scores: list[PathScore], labels: list[set[str]], questions: list
     unanswerable = [s for s, ls in zip(scores, labels) if not ls or ls == {NONE_KEY}]
     answer_threshold, f1 = best_answer_threshold(answerable)
     abstain_threshold, rates = best_abstain_threshold([s.support for s in answerable], [s.support for s in unanswerable])
+    if len(answerable) < MIN_TUNING:  # too few to choose from: no abstention on support alone
+        abstain_threshold, rates = 0.0, abstention_rates([s.support for s in answerable],
+                                                         [s.support for s in unanswerable], 0.0)
     return {"answerable": len(answerable), "unanswerable": len(unanswerable),
             "hits@1": float(np.mean([s.hit for s in answerable])) if answerable else 0.0,
             "chain_recall": float(np.mean([s.chain_recall for s in answerable])) if answerable else 0.0,
@@ -209,7 +217,8 @@ def fit_for_store(search: PathSearch, files: list[Path], *, from_kg: bool = Fals
     graph = kg_graph(search)
     questions = [q for path in files for q in read_training_questions(path)]
     topics = [m[1] for q in questions if (m := _BRACKETED.search(q.text))]
-    questions += generated_training_questions(graph, topics, from_kg=from_kg or not files, seed=seed)
+    questions += generated_training_questions(graph, topics, from_kg=from_kg or not files, seed=seed,
+                                              others=len(questions))
     return fit_chain_prior(search, graph, questions, holdout=holdout, seed=seed, max_eval=max_eval)
 
 

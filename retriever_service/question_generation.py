@@ -1,10 +1,11 @@
 """Questions written from a KG itself, for a chain prior on a KG without training questions.
 
 A chain becomes a noun phrase built from its topic outwards, each step wrapping the phrase so far:
-a forward step r gives "the r of <phrase>", an inverse step "the one whose r is <phrase>"; a
-question asks for the phrase ("what is the capital of the one whose currency is Yen"). Every
-relation's own words are used (`shared.facts.relation_label`), so any KG gets questions about its
-every relation, in both directions and in chains.
+a forward step r gives "the r of <phrase>" (or "<phrase>'s r"), an inverse step "the one whose r
+is <phrase>" (or "the one with r <phrase>", "the one that has <phrase> as its r"); a question asks
+for the phrase ("what is the capital of the one whose currency is Yen"). Every relation's own words
+are used (`shared.facts.relation_label`), so any KG gets questions about its every relation, in both
+directions and in chains, in phrasings drawn at random.
 
 Negatives ask, in the same phrasings, for relations the KG does not have ("who is the president
 of France" on a KG of capitals and currencies): the prior learns to put them on `NONE_KEY`, which
@@ -22,8 +23,11 @@ from retriever_service.kg_graph import KGGraph
 from shared.facts import relation_label
 from shared.names import fold_tokens
 
-QUESTION_FORMS = ("what is {np}", "which is {np}", "{np} is what", "tell me {np}", "name {np}", "who is {np}")
-LIST_FORMS = ("what are {np}", "which are {np}", "list {np}", "name all {np}")
+QUESTION_FORMS = ("what is {np}", "which is {np}", "{np} is what", "tell me {np}", "name {np}", "who is {np}",
+                  "give me {np}", "do you know {np}", "what's {np}")
+LIST_FORMS = ("what are {np}", "which are {np}", "list {np}", "name all {np}", "who are {np}", "{np} are what")
+FORWARD_FORMS = ("the {r} of {np}", "the {r} of {np}", "{np}'s {r}")  # the possessive only around an entity
+INVERSE_FORMS = ("the one whose {r} is {np}", "the one with {r} {np}", "the one that has {np} as its {r}")
 # Relations people ask about that a given KG may lack; those whose words the KG's relations share are left out.
 ABSENT_RELATIONS = (
     "president", "prime minister", "head of state", "mayor", "founder", "founding date", "ceo", "owner", "spouse",
@@ -44,18 +48,19 @@ class GeneratedQuestion:
     topic: str  # the entity the question is about
 
 
-def noun_phrase(entity: str, chain: Chain) -> str:
-    """'the capital of the one whose currency is Yen' for (Yen, currency^-1 / capital)."""
+def noun_phrase(entity: str, chain: Chain, rng: random.Random | None = None) -> str:
+    """'the capital of the one whose currency is Yen' for (Yen, currency^-1 / capital); with rng, each step's
+    form drawn at random, else the first form of each."""
     phrase = entity
-    for step in chain:
-        words = relation_label(step.relation)
-        phrase = f"the one whose {words} is {phrase}" if step.inverse else f"the {words} of {phrase}"
+    for depth, step in enumerate(chain):
+        forms = INVERSE_FORMS if step.inverse else FORWARD_FORMS[: 3 if depth == 0 else 2]
+        phrase = (rng.choice(forms) if rng else forms[0]).format(r=relation_label(step.relation), np=phrase)
     return phrase
 
 
 def phrase_question(entity: str, chain: Chain, answers: int, rng: random.Random) -> str:
     forms = LIST_FORMS if answers > 1 and rng.random() < 0.5 else QUESTION_FORMS
-    return rng.choice(forms).format(np=noun_phrase(entity, chain))
+    return rng.choice(forms).format(np=noun_phrase(entity, chain, rng))
 
 
 def chain_questions(graph: KGGraph, *, max_hops: int, per_chain: int, max_answers: int, rng: random.Random,
@@ -89,6 +94,6 @@ def negative_questions(graph: KGGraph, topics: list[str], count: int, rng: rando
     out = []
     for _ in range(count):
         topic, relation = rng.choice(topics), rng.choice(relations)
-        out.append(GeneratedQuestion(rng.choice(QUESTION_FORMS).format(np=f"the {relation} of {topic}"), (),
-                                     NONE_KEY, topic))
+        phrase = rng.choice(FORWARD_FORMS).format(r=relation, np=topic)
+        out.append(GeneratedQuestion(rng.choice(QUESTION_FORMS).format(np=phrase), (), NONE_KEY, topic))
     return out

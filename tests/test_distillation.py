@@ -15,7 +15,7 @@ from transformers import LlamaForCausalLM
 
 from distillation.__main__ import main
 from distillation.config import DistillConfig, field_docs, load_config, save_config
-from distillation.data import Example, read_examples, run_data
+from distillation.data import Example, path_retriever, read_examples, run_data
 from distillation.evaluation import answer, run_evaluate, score
 from distillation.losses import distillation_loss, divergence, forward_kl, generalized_jsd, rag_nll, reverse_kl
 from distillation.pipeline import run, student_objective, teacher_objective, training_examples
@@ -27,6 +27,7 @@ from generator_service.fact_scoring import FactScorer
 from generator_service.lm_loading import load_causal_lm
 from generator_service.rag import RagGenerator
 from retriever_service.ingest import ingest_triples
+from retriever_service.prior_fitting import fit_for_store
 from retriever_service.readers import read_triples
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
@@ -45,6 +46,11 @@ DEV = [  # qtype, question, answers
 ]
 TEST = [("movie_to_director", "who is the director of [Up]", "Pete Docter"),
         ("director_to_movie", "what did [Spike Jonze] direct", "Her")]
+DEV_2HOP = [("actor_to_movie_to_director", "who directed the movies starred by [Tom Hanks]", "Robert Zemeckis|Penny Marshall"),
+            ("director_to_movie_to_language", "what language are the films directed by [Jean-Pierre Jeunet] in",
+             "French")]
+TEST_2HOP = [("actor_to_movie_to_director", "the films starred by [Tom Hanks] were directed by who",
+              "Robert Zemeckis|Penny Marshall")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,19 +64,22 @@ def one_thread():
 @pytest.fixture(scope="module")
 def metaqa_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("metaqa")
-    (root / "1-hop").mkdir()
-    for split, rows in (("dev", DEV), ("test", TEST)):
-        (root / "1-hop" / f"{split}.txt").write_text("".join(f"{q}\t{a}\n" for _, q, a in rows))
-        (root / "1-hop" / f"qa_{split}_qtype.txt").write_text("".join(f"{t}\n" for t, _, _ in rows))
+    for hops, split, rows in ((1, "dev", DEV), (1, "test", TEST), (2, "dev", DEV_2HOP), (2, "test", TEST_2HOP)):
+        (root / f"{hops}-hop").mkdir(exist_ok=True)
+        (root / f"{hops}-hop" / f"{split}.txt").write_text("".join(f"{q}\t{a}\n" for _, q, a in rows))
+        (root / f"{hops}-hop" / f"qa_{split}_qtype.txt").write_text("".join(f"{t}\n" for t, _, _ in rows))
     return root
 
 
 @pytest.fixture(scope="module")
-def retriever(encoder, tmp_path_factory):
+def retriever(encoder, tmp_path_factory, metaqa_dir):
+    """The path search over the movies KG, its chain prior fitted on the dev questions (as the service answers)."""
     state = RetrieverState(settings=RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("r")),
                            encoder=encoder, metrics=Metrics("test_distillation"))
     ingest_triples(read_triples(MOVIES), encoder=encoder, store=state.store(), entities=state.entities)
-    yield state.retriever()
+    state.relations, _ = fit_for_store(state.path_search(), [metaqa_dir / "1-hop" / "dev.txt",
+                                                            metaqa_dir / "2-hop" / "dev.txt"], max_eval=30)
+    yield path_retriever(state)
     state.close()
 
 
@@ -93,9 +102,10 @@ def tiny_config(root: Path, metaqa_dir: Path, base: Path, *extra: str) -> Distil
         f"run_dir={root / 'run'}", f"teacher_base={base}", f"teacher_dir={root / 'models/teacher'}",
         f"student_dir={root / 'models/student'}", f"results_dir={root / 'results'}", f"lm_cache_dir={root / 'cache'}",
         "device=cpu", f"data.metaqa_dir={metaqa_dir}", f"data.kg_files={json.dumps([str(MOVIES)])}",
-        "data.max_template_questions=30", "data.retriever_url=:memory:", "data.top_k=3",
+        "data.max_template_questions=30", "data.retriever_url=:memory:", "data.top_k=3", "data.hops=[1, 2]",
+        "data.chain_questions=10", "eval.hops=[1, 2]",
         *[f"teacher.{s}" for s in small], *[f"student.train.{s}" for s in small], "student.num_layers=2",
-        "eval.max_questions=null", "eval.max_dev_questions=null", "eval.latency_questions=2", "eval.batch_size=2",
+        "eval.max_questions=null", "eval.max_dev_questions=null", "eval.latency_questions=4", "eval.batch_size=2",
         *extra,
     ])
 
@@ -195,11 +205,16 @@ def test_data_step_retrieves_once_and_never_reads_test(data_run, examples):
     assert any(p.endswith("1-hop/dev.txt") for p in manifest["sources"]) and str(MOVIES) in manifest["sources"]
     questions = [e.question for e in examples]
     assert len(questions) == len(set(questions)) and "who directed Forrest Gump" in questions  # deduplicated
-    assert manifest["counts"]["by_source"]["template"] > 0 and manifest["counts"]["by_source"]["metaqa/1-hop/dev"] == 5
+    by_source = manifest["counts"]["by_source"]
+    assert by_source["template"] > 0 and by_source["metaqa/1-hop/dev"] == 5 and by_source["metaqa/2-hop/dev"] == 2
+    assert any(p.endswith("2-hop/dev.txt") for p in manifest["sources"])
     for example in examples:
-        assert 1 <= len(example.facts) <= 3 and math.isclose(sum(f["prior"] for f in example.facts), 1, rel_tol=1e-5)
-        assert example.target in {name for f in example.facts for name in (f["subject"], f["object"])}
-        assert example.target in example.answers
+        assert 1 <= len(example.documents) <= 3
+        assert math.isclose(sum(d["prior"] for d in example.documents), 1, rel_tol=1e-5)
+        assert example.target in {d["end"] for d in example.documents} and example.target in example.answers
+    chained = next(e for e in examples if e.question == "who directed the movies starred by Tom Hanks")
+    assert chained.target in {"Robert Zemeckis", "Penny Marshall"} and chained.linked == ["Tom Hanks"]
+    assert any(d["chain"] == "starred_actors^-1/directed_by" for d in chained.documents)
     dev = next(e for e in examples if e.question == "who directed Forrest Gump")
     assert dev.target == "Robert Zemeckis" and dev.linked == ["Forrest Gump"]
 
@@ -207,15 +222,15 @@ def test_data_step_retrieves_once_and_never_reads_test(data_run, examples):
 def test_training_forward_scores_like_the_generator(examples):
     lm = tiny_lm()
     scorer = FactScorer(lm.model, lm.tokenizer)
-    by_facts = sorted(examples, key=lambda e: len(e.facts))
+    by_facts = sorted(examples, key=lambda e: len(e.documents))
     picked = [by_facts[-1], by_facts[0], by_facts[-2]]  # 3, 1 and 3 facts: padded fact slots
     batch = make_batch(scorer, picked, torch.device("cpu"))
-    assert batch.fact_mask.sum(1).tolist() == [len(e.facts) for e in picked] and not batch.fact_mask.all()
+    assert batch.fact_mask.sum(1).tolist() == [len(e.documents) for e in picked] and not batch.fact_mask.all()
     logprobs = answer_logits(lm.model, batch).log_softmax(-1)  # (B, K, T, V)
     for b, example in enumerate(picked):
         ids = answer_ids(scorer, example.target)
-        reference = scorer.score_answers(example.question, example.fact_texts, [ids]).token_logprobs[:, 0]  # (K, T)
-        k = len(example.facts)
+        reference = scorer.score_answers(example.question, example.texts, [ids]).token_logprobs[:, 0]  # (K, T)
+        k = len(example.documents)
         mine = logprobs[b, :k, : len(ids)].gather(-1, torch.tensor(ids).expand(k, -1)[..., None])[..., 0]  # (K, T)
         torch.testing.assert_close(mine, reference, atol=1e-5, rtol=1e-5)
 
@@ -343,31 +358,34 @@ def test_all_steps_end_to_end(tmp_path, metaqa_dir, tiny_base, retriever):
             assert (directory / file).is_file(), file
         saved = json.loads((directory / "distillation_config.json").read_text())
         assert saved["student"]["num_layers"] == 2 and saved["run_dir"] == config.run_dir
-        assert "## Evaluation" in (card := (directory / "README.md").read_text()) and "| test | 2 |" in card
+        assert "## Evaluation" in (card := (directory / "README.md").read_text()) and "| test | 1 | 2 |" in card
         checkpoints = sorted((Path(config.run_dir) / name / "checkpoints").glob("step-*"))
         assert [c.name for c in checkpoints] == ["step-000004", "step-000006"]
         assert all((c / "distillation_config.json").is_file() for c in checkpoints)
     result = json.loads((tmp_path / "results" / "distillation.json").read_text())
-    assert {(r["model"], r["split"]) for r in result["rows"]} == {(m, s) for m in ("base", "teacher", "student")
-                                                                  for s in ("test", "dev")}
+    assert {(r["model"], r["split"], r["hops"]) for r in result["rows"]} == {
+        (m, s, h) for m in ("base", "teacher", "student") for s in ("test", "dev") for h in (1, 2)}
     sources = {"base": tiny_base, "teacher": tmp_path / "models/teacher", "student": tmp_path / "models/student"}
     generators = {name: RagGenerator(load_causal_lm(source, cache_dir=tmp_path / "cache", dtype=config.eval.dtype,
                                                     device=config.device)) for name, source in sources.items()}
     for row in result["rows"]:  # each row's figures: its model's answers to its split's stored questions, scored
-        examples = read_examples(Path(config.run_dir) / "eval" / f"{row['split']}.jsonl")
+        examples = read_examples(Path(config.run_dir) / "eval" / f"{row['split']}-{row['hops']}hop.jsonl")
         predictions, _ = answer(generators[row["model"]], examples, config.eval)
         assert {key: row[key] for key in ("questions", "hits@1", "exact_match", "by_qtype")} == score(examples,
                                                                                                     predictions)
     latency = {name: timing["ms_per_answer"] for name, timing in result["latency"].items()}
-    assert all(r["latency_ms_per_answer"] == latency[r["model"]] > 0 for r in result["rows"] if r["split"] == "test")
+    by_hops = {name: timing["by_hops"] for name, timing in result["latency"].items()}
+    assert all(r["latency_ms_per_answer"] == by_hops[r["model"]][str(r["hops"])] > 0
+               for r in result["rows"] if r["split"] == "test")
+    assert all(latency[name] > 0 for name in latency)
     assert {r["split"] for r in result["rows"] if "latency_ms_per_answer" in r} == {"test"}  # dev is not timed
     assert len({timing["run"] for timing in result["latency"].values()}) == 1
     assert result["student_speedup"] == round(latency["teacher"] / latency["student"], 2)
-    assert result["ceilings"]["test"]["graph_answerable"] == "2 of 2"
+    assert result["ceilings"]["test/1-hop"]["graph_answerable"] == "2 of 2"
     assert (tmp_path / "results" / "distillation.png").stat().st_size > 0
     assert (Path(config.run_dir) / "eval" / "metrics.json").is_file()
     examples, _ = training_examples(config, FactScorer(None, lm.tokenizer), 24)
-    assert examples and all(e.source in ("template", "metaqa/1-hop/dev") for e in examples)
+    assert examples and all(e.source in ("template", "chain", "metaqa/1-hop/dev", "metaqa/2-hop/dev") for e in examples)
     further = tiny_config(tmp_path, metaqa_dir, tiny_base, f"student.init_from={tmp_path / 'models/student'}",
                           f"student_dir={tmp_path / 'models/further'}", "student.train.resume=false",
                           "student.num_layers=1")  # ignored: the starting student has 2 layers
@@ -378,5 +396,6 @@ def test_all_steps_end_to_end(tmp_path, metaqa_dir, tiny_base, retriever):
     again = tiny_config(tmp_path, metaqa_dir, tiny_base, 'eval.models=["student"]', 'eval.measure=["accuracy"]',
                         'eval.splits=["test"]')
     merged = run_evaluate(again, retriever)  # one model's accuracy again: the other rows and timings are kept
-    assert [(r["model"], r["split"]) for r in merged["rows"]] == [(r["model"], r["split"]) for r in result["rows"]]
+    assert [(r["model"], r["split"], r["hops"]) for r in merged["rows"]] == [
+        (r["model"], r["split"], r["hops"]) for r in result["rows"]]
     assert merged["latency"] == result["latency"] and merged["student_speedup"] == result["student_speedup"]
