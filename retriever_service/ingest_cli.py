@@ -185,7 +185,8 @@ def _run(args: argparse.Namespace, state: RetrieverState) -> dict:
         return _load_files(args, state)
     if args.command == "demo":
         loaded = _load(state, demo_triples())
-        return loaded if args.no_fit else {**loaded, "prior": _fit(state, [], from_kg=True, holdout=0.2)}
+        fitted = state.settings.relation_prior_path.is_file() and not loaded["added"]  # nothing new since the fit
+        return loaded if args.no_fit or fitted else {**loaded, "prior": _fit(state, [], from_kg=True, holdout=0.2)}
     if args.command == "delete":
         ids = list(args.ids) + [_parse_triple(t).id for t in args.triples]
         return {"deleted": delete_facts(ids, store=state.store(), entities=state.entities)}

@@ -44,7 +44,31 @@ def test_capital_of_france_over_http(services):
     assert body["answer"] == "Paris"
     top = max(body["facts"], key=lambda f: f["posterior"])
     assert top["text"] == "France capital Paris" and top["posterior"] > 0.5
+    assert [a["name"] for a in body["answers"]] == ["Paris"]
     assert r.headers["x-request-id"]
+
+
+GERMANY_NEIGHBOURS = {"Austria", "Belgium", "Czech Republic", "Denmark", "France", "Luxembourg", "Netherlands",
+                      "Poland", "Switzerland"}
+
+
+def test_chain_list_and_not_in_the_graph_questions_over_http(services):
+    """The quickstart's multi-hop questions on the demo KG, whose chain prior was fitted on its own questions."""
+    _, generator = services
+
+    def ask(question: str) -> dict:
+        r = httpx.post(f"{generator.url}/v1/answer", json={"question": question}, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    chain = ask("What is the capital of the country whose currency is the yen?")
+    assert chain["answer"] == "Tokyo" and chain["answers"][0]["name"] == "Tokyo"
+    top = max(chain["paths"], key=lambda p: p["posterior"])
+    assert [s["entity"] for s in top["steps"]] == ["Japan", "Tokyo"] and top["chain"] == "currency^-1/capital"
+    neighbours = ask("Which countries border Germany?")
+    assert {a["name"] for a in neighbours["answers"]} == GERMANY_NEIGHBOURS and neighbours["answer"] in GERMANY_NEIGHBOURS
+    absent = ask("Who is the president of France?")
+    assert absent["answer"] is None and absent["answers"] == [] and "France" in absent["note"]
 
 
 def test_retriever_killed_then_restarted(services):

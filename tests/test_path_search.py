@@ -147,3 +147,44 @@ def test_both_backends_give_the_same_paths(world, tmp_path, encoder):
         np.testing.assert_allclose([p.score for p in mine.paths], [p.score for p in theirs.paths], atol=1e-5)
         assert [(a.name, round(a.prob, 6)) for a in mine.answers] == [(a.name, round(a.prob, 6)) for a in theirs.answers]
     other.close()
+
+
+@pytest.fixture(scope="module")
+def paths_api(tmp_path_factory, encoder):
+    """The retriever app over the film graph (qdrant-client in memory), no fitted prior."""
+    from fastapi.testclient import TestClient
+
+    from retriever_service.app import create_app
+    from retriever_service.settings import RetrieverSettings
+
+    settings = RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("api"), max_path_beam=8)
+    with TestClient(create_app(settings, encoder=encoder)) as client:
+        facts = [{"subject": t.subject, "relation": t.relation, "object": t.object} for t in read_triples(FIXTURES / "films.txt")]
+        assert client.post("/v1/facts", json={"facts": facts}).status_code == 200
+        yield client
+
+
+def test_paths_endpoint_replies_with_documents_answers_and_verdict(paths_api):
+    r = paths_api.post("/v1/paths", json={"query": "When was Heat released?", "k": 3, "hops": 1})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["paths"][0]["text"] == "Heat release year 1995" and body["paths"][0]["steps"] == [
+        {"relation": "release_year", "inverse": False, "entity": "1995"}]
+    assert body["answers"][0]["name"] == "1995" and body["answers"][0]["paths"][0]["topic"] == "Heat"
+    assert body["abstain"] is False and body["hops"] == 1 and math.isclose(sum(p["prior"] for p in body["paths"]), 1)
+    unknown = paths_api.post("/v1/paths", json={"query": "Who directed Zorblax?"}).json()
+    assert unknown["abstain"] and unknown["reason"] == "no_entity" and unknown["answers"] == [] and unknown["note"]
+    batch = paths_api.post("/v1/paths/batch", json={"queries": ["When was Heat released?", "Who directed Zorblax?"],
+                                                     "k": 3, "hops": 1}).json()["results"]
+    assert [[p["id"] for p in b["paths"]] for b in batch] == [[p["id"] for p in body["paths"]], []]
+    assert [p["prior"] for p in batch[0]["paths"]] == pytest.approx([p["prior"] for p in body["paths"]], rel=1e-4)
+
+
+@pytest.mark.parametrize("options, code", [
+    ({"hops": 4}, "invalid_request"), ({"hops": 0}, "invalid_request"), ({"beam": 9}, "beam_out_of_range"),
+    ({"facts_per_step": 5001}, "facts_per_step_out_of_range"), ({"paths_per_chain": 20001}, "paths_per_chain_out_of_range"),
+    ({"max_answers": 1001}, "max_answers_out_of_range"), ({"k": 101}, "k_out_of_range"), ({"hops": "2"}, "invalid_request"),
+])
+def test_out_of_range_hops_and_caps_are_422(paths_api, options, code):
+    r = paths_api.post("/v1/paths", json={"query": "When was Heat released?", **options})
+    assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text
