@@ -49,6 +49,17 @@ bench-generator: setup
 load: demo-index
 	$(PY) -m bench.load $(LOAD_ARGS)
 
+# Ingest benchmark (issue 14): a synthetic DBpedia-shaped dump of INGEST_TRIPLES statements (.nt.bz2),
+# the reader alone on it and a full load of a smaller sample (bench/results/ingest.json).
+INGEST_TRIPLES ?= 1000000
+.PHONY: bench-ingest bench-dbpedia
+bench-ingest: setup
+	$(PY) -m bench.ingest_bench --triples $(INGEST_TRIPLES)
+
+# The DBpedia example before and after issue 14, answered by the in-process pipeline (bench/results/dbpedia.json).
+bench-dbpedia: setup
+	$(PY) -m bench.dbpedia_bench
+
 compose-check:
 	docker-compose -f docker-compose.yml config -q
 
