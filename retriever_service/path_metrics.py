@@ -1,14 +1,19 @@
-"""How well a path search answered questions with known answers: the figures fitting picks by and the
-benchmark reports. Names are compared folded (`shared.names.fold`)."""
+"""How well a search answered questions with known answers: the figures fitting picks by and the benchmarks
+report, for path searches (answer sets, chains) and fact searches (recall of a gold fact). Path answers are
+compared folded (`shared.names.fold`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from retriever_service.chain_labels import f1_score
 from retriever_service.path_search import PathSearchResult
+from retriever_service.retrieval import Retriever
 from shared.names import fold
+from shared.qa_data import Question
 
 
 @dataclass(frozen=True)
@@ -57,3 +62,19 @@ def best_abstain_threshold(answerable: list[float], unanswerable: list[float], k
 def abstention_rates(answerable: list[float], unanswerable: list[float], threshold: float) -> dict:
     return {"answered": sum(s >= threshold for s in answerable) / max(1, len(answerable)),
             "abstained": sum(s < threshold for s in unanswerable) / max(1, len(unanswerable))}
+
+
+def is_gold(fact, question: Question) -> bool:
+    """A fact linking the question's topic entity (when marked) to one of its answers."""
+    ends = {fact.subject, fact.object}
+    return (question.topic is None or question.topic in ends) and not ends.isdisjoint(question.answers)
+
+
+def recall_at(retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20), hints: bool = False) -> dict[int, float]:
+    """Share of questions with a gold fact in a fact search's top k; brackets stripped unless kept as `hints`."""
+    ranks = []
+    for start in range(0, len(questions), 64):
+        chunk = questions[start : start + 64]
+        for q, result in zip(chunk, retriever.search([q.text if hints else q.stripped for q in chunk], max(ks))):
+            ranks.append(next((i for i, f in enumerate(result.facts) if is_gold(f, q)), len(result.facts) + max(ks)))
+    return {k: float(np.mean(np.asarray(ranks) < k)) for k in ks}

@@ -14,6 +14,8 @@ import pytest
 
 from retriever_service import ingest_cli
 from retriever_service.demo_kg import demo_triples, write_demo_kg
+from retriever_service.chains import NONE_KEY
+from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from bench.ingest_bench import write_dump
@@ -81,8 +83,10 @@ def test_fit_relations_learns_which_relation_a_question_asks_for(tmp_path, capsy
     path = tmp_path / "questions.jsonl"
     path.write_text("".join(json.dumps({"question": q, "answers": a}) + "\n" for q, a in questions))
     report = run(capsys, "--data-dir", str(tmp_path), "fit-relations", str(path))
-    assert report["labelled"] == len(questions) and 0.0 <= report["held_out_key_accuracy"] <= 1.0
-    assert {"directed_by", "directed_by^-1", "starred_actors", "starred_actors^-1"} <= set(report["keys"])
+    assert report["questions"][str(path)] == len(questions) and report["unlabelled"] == 0  # all answerable here
+    prior = RelationPrior.load(RetrieverSettings(data_dir=tmp_path).relation_prior_path)
+    assert {"directed_by", "directed_by^-1", "starred_actors", "starred_actors^-1", NONE_KEY} <= set(prior.keys)
+    assert report["keys"] == len(prior.keys) and report["saved"] == str(RetrieverSettings(data_dir=tmp_path).relation_prior_path)
     state = RetrieverState(settings=RetrieverSettings(data_dir=tmp_path), encoder=encoder, metrics=Metrics("test"))
     try:
         # by cosine alone the second and third are answered with "Cast Away directed by Robert Zemeckis"
