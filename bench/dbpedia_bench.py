@@ -2,8 +2,10 @@
 before it (retriever_service/readers.py at BEFORE, loaded from git at run time) and with today's
 (long text as passages, and left out), each into a fresh store; the questions of
 examples/dbpedia/questions.jsonl answered in process: the retriever's top-k facts, then the
-generator's constrained RAG-Token answer over them (`answers`, the one function to point at another
-pipeline).
+generator's constrained RAG-Token answer over them (`answers`). The service's pipeline today, "after,
+paths": the new reader, a chain prior fitted on questions generated from the example KG itself (no
+training questions), the path search's replies and the generator over them as /v1/answer builds its
+requests (`path_answers`).
 
     python -m bench.dbpedia_bench [--k 5]
 
@@ -28,9 +30,14 @@ from pathlib import Path
 from bench.provenance import stamp
 from generator_service.lm_loading import load_causal_lm
 from generator_service.rag import RagGenerator, RagRequest
+from generator_service.routers.answer import _rag_request  # noqa: PLC2701 (the service's own request builder)
+from generator_service.schemas import GenerationOptions
+from generator_service.settings import GeneratorSettings
 from retriever_service.encoder import Encoder
 from retriever_service.entity_linking import ALIAS_RELATIONS
 from retriever_service.ingest import ingest_triples
+from retriever_service.path_replies import search_replies
+from retriever_service.prior_fitting import fit_for_store
 from retriever_service.rdf_rules import dbpedia_rules
 from retriever_service.readers import read_triples
 from retriever_service.retrieval import SearchResult
@@ -39,6 +46,7 @@ from retriever_service.state import RetrieverState
 from shared.facts import Triple, answer_candidates
 from shared.metrics import Metrics
 from shared.names import fold
+from shared.retriever_api import PathOptions, PathSearchResponse
 
 EXAMPLE = Path("examples/dbpedia")
 RESULTS = Path("bench/results")
@@ -89,6 +97,42 @@ def answers(generator: RagGenerator, found: list[SearchResult], offer_aliases: b
                                  allowed_answers=answer_candidates(facts, linked))
     given = dict(zip(requests, (r.answer for r in generator.generate(list(requests.values()))), strict=True))
     return [given.get(i) for i in range(len(found))]
+
+
+def path_answers(generator: RagGenerator, replies: list[PathSearchResponse]) -> list[str | None]:
+    """The generator's answers over the path search's replies, as /v1/answer gives them (None: abstained)."""
+    options = GenerationOptions()
+    requests = {i: _rag_request(r, options, GeneratorSettings().default_max_new_tokens)
+                for i, r in enumerate(replies) if r.paths and not r.abstain}
+    given = dict(zip(requests, (r.answer for r in generator.generate(list(requests.values()))), strict=True))
+    return [given.get(i) for i in range(len(replies))]
+
+
+def run_paths(triples: Iterable[Triple], questions: list[dict], encoder: Encoder, generator: RagGenerator,
+              k: int) -> dict:
+    """The example through today's service pipeline: load, fit the chain prior on the KG's own questions, search
+    paths, answer."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        state = RetrieverState(settings=RetrieverSettings(data_dir=Path(data_dir)), encoder=encoder,
+                               metrics=Metrics("bench_paths"))
+        try:
+            stats = ingest_triples(triples, encoder=encoder, store=state.store(), entities=state.entities)
+            state.relations, report = fit_for_store(state.path_search(), [], from_kg=True)
+            replies = search_replies(state.path_search(), state.settings, [q["question"] for q in questions],
+                                     PathOptions(k=k))
+        finally:
+            state.close()
+    rows = []
+    for question, reply, given in zip(questions, replies, path_answers(generator, replies), strict=True):
+        gold = {fold(a) for a in question["answers"]}
+        ends = [p.steps[-1].entity for p in reply.paths]
+        rows.append({"answer": given, "right": given is not None and fold(given) in gold,
+                     "top_fact": reply.paths[0].text[:160] if reply.paths else None,
+                     "top_fact_right": bool(ends) and fold(ends[0]) in gold,
+                     "gold_in_k": any(fold(e) in gold for e in ends), "abstained": reply.abstain, "note": reply.note,
+                     "linked": sorted({n for e in reply.linked for n in e.names})})
+    totals = {key: sum(r[key] for r in rows) for key in ("right", "top_fact_right", "gold_in_k", "abstained")}
+    return {"facts": stats.added, "totals": totals, "rows": rows, "prior_fit": report.held_out | report.seconds}
 
 
 def names_gold(fact, gold: set[str]) -> bool:
@@ -150,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, (read, offer_aliases) in readings(args.kg).items():
         print(f"reading: {name}", file=sys.stderr)
         result["readings"][name] = run_reading(name, read(), questions, encoder, generator, args.k, offer_aliases)
+    print("reading: after, paths (the service's pipeline)", file=sys.stderr)
+    result["readings"]["after_paths"] = run_paths(read_triples(args.kg, rules=dbpedia_rules()), questions, encoder,
+                                                  generator, args.k)
     result["seconds"] = round(time.perf_counter() - start, 1)
     stamp(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
