@@ -1,0 +1,117 @@
+"""A chain prior for a KG without training questions (issue 14): fitted on a slice of the demo KG from the
+questions it generates about itself (`fit_for_store(search, [], from_kg=True)`), it ranks the relation a
+hand-written question asks about first, puts a relation the KG lacks on `<none>` (or the reply abstains), and
+keeps its thresholds through save and load. The fitting grids are cut to one point, the generated questions to
+three per chain and the held-out evaluation to 30 questions: about a minute on the 2 shared cores."""
+
+import functools
+
+import numpy as np
+import pytest
+
+from retriever_service import prior_fitting
+from retriever_service.chains import NONE_KEY
+from retriever_service.demo_kg import demo_triples
+from retriever_service.entity_linking import EntityIndex, mask_mention
+from retriever_service.ingest import ingest_triples
+from retriever_service.path_replies import search_replies
+from retriever_service.path_search import PathLimits, PathSearch
+from retriever_service.relation_prior import RelationPrior
+from retriever_service.settings import RetrieverSettings
+from retriever_service.store import open_store
+from shared.retriever_api import PathOptions
+
+COUNTRIES = {"Argentina", "Australia", "Brazil", "Canada", "Chile", "Egypt", "France", "Germany", "Ghana", "India",
+             "Italy", "Japan", "Kenya", "Mexico", "Mongolia", "Morocco", "Nigeria", "Norway", "Peru", "Poland",
+             "Portugal", "Spain", "Switzerland", "Thailand", "Vietnam"}
+
+# Written by hand, in phrasings the generator does not use ("what is the X of Y", "the one whose X is Y", ...);
+# none of them is among the held-out questions of bench/data/demo_questions.jsonl. "First" is the path search's
+# top grounded chain: the prior's own first key is `<none>` for most of them (it learnt relation words other
+# than the relations' labels as "not in the graph"). Those marked xfail are misread today, as on the whole demo
+# KG (bench/prior_bench.py): a two-step chain ending in `population` wins where the question uses none of the
+# relation's own words, or puts the entity first ("X is the capital of ...").
+MISREAD = "generated questions use only the relations' labels: a two-step chain ending in population wins"
+ONE_HOP = [
+    ("Which city is Japan's government seated in?", {"capital"}),
+    pytest.param("Which country has its capital in Nairobi?", {"capital^-1"},
+                 marks=pytest.mark.xfail(reason=MISREAD, strict=False)),
+    ("What do they pay with in Thailand?", {"currency"}),
+    ("Which country uses the zloty?", {"currency^-1"}),
+    pytest.param("Which countries share a border with Poland?", {"borders", "borders^-1"},
+                 marks=pytest.mark.xfail(reason=MISREAD, strict=False)),
+    pytest.param("What are people from Mexico called?", {"demonym"},
+                 marks=pytest.mark.xfail(reason=MISREAD, strict=False)),
+    ("How many people live in Egypt?", {"population"}),
+    ("What languages are official in India?", {"official language"}),
+    ("Which phone prefix do you dial for Norway?", {"calling code"}),
+    ("Which continent is Ghana on?", {"region"}),
+    ("Which time zone does Japan use?", {"time zone"}),
+    ("What web address ending do sites from Peru have?", {"top-level domain"}),
+]
+ABSENT = ["Who is the current president of Brazil?", "Which song is the national anthem of Italy?"]
+
+
+PER_CHAIN = 3  # generated questions per chain (the fit's default is 25)
+
+
+@pytest.fixture(scope="module")
+def fitted(encoder, tmp_path_factory):
+    """(PathSearch over the slice with its fitted prior, the fit's report)."""
+    triples = [t for t in demo_triples() if t.subject in COUNTRIES]
+    store = open_store(url=None, api_key=None, path=tmp_path_factory.mktemp("demo"), collection="demo",
+                       dim=encoder.dim)
+    entities = EntityIndex()
+    ingest_triples(triples, encoder=encoder, store=store, entities=entities, progress=False)
+    store.optimize()
+    search = PathSearch(encoder, store, entities, RelationPrior.uniform(entities.relations, encoder.dim), tau=0.05)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prior_fitting, "WEIGHTS", (0.3,))
+        mp.setattr(prior_fitting, "TEMPERATURES", (0.5,))
+        mp.setattr(prior_fitting, "MENTION_PENALTIES", (0.0,))
+        mp.setattr(prior_fitting, "generated_training_questions",
+                   functools.partial(prior_fitting.generated_training_questions, per_chain=PER_CHAIN))
+        prior, report = prior_fitting.fit_for_store(search, [], from_kg=True, max_eval=30)
+    assert search.prior is prior
+    yield search, report
+    store.close()
+
+
+def reading(search: PathSearch, question: str) -> np.ndarray:
+    """log p(chain | question with its first linked mention masked)."""
+    linked = search.entities.link(question)
+    assert linked, question
+    return search.prior.log_probs(search.encoder.encode([mask_mention(question, linked[0])]))[0]
+
+
+def test_fitted_without_questions_from_the_kg_alone(fitted):
+    search, report = fitted
+    assert set(report.questions) == {"generated", "negative"}  # no question file: the KG's own questions only
+    assert {NONE_KEY, "capital", "currency^-1/capital"} <= set(search.prior.keys)
+    assert search.prior.abstain_threshold is not None and search.prior.answer_threshold is not None
+
+
+@pytest.mark.parametrize(("question", "asked"), ONE_HOP)
+def test_the_asked_relation_is_ranked_first(fitted, question, asked):
+    """The path search's most probable grounded chain, the one its answers come from, is the asked relation."""
+    search, _ = fitted
+    [result] = search.search([question], 5, PathLimits())
+    assert result.chains and result.chains[0].key in asked, [(c.key, round(c.prob, 3)) for c in result.chains[:3]]
+
+
+@pytest.mark.parametrize("question", ABSENT)
+def test_a_relation_the_kg_lacks_goes_to_none_or_is_abstained_on(fitted, question):
+    search, _ = fitted
+    top = search.prior.keys[int(reading(search, question).argmax())]
+    [reply] = search_replies(search, RetrieverSettings(), [question], PathOptions(k=5))
+    assert top == NONE_KEY or reply.abstain
+
+
+def test_the_fitted_prior_round_trips_with_its_thresholds(fitted, tmp_path):
+    prior = fitted[0].prior
+    loaded = RelationPrior.load(prior.save(tmp_path / "demo.relation_prior.npz"))
+    assert loaded.keys == prior.keys
+    for name in ("weight", "temperature", "mention_penalty", "answer_threshold", "abstain_threshold"):
+        assert getattr(loaded, name) == getattr(prior, name), name
+    vectors = fitted[0].encoder.encode(["what do they pay with in X", "who is the president of X"])
+    np.testing.assert_array_equal(loaded.log_probs(vectors), prior.log_probs(vectors))
