@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 DEMO_DIR ?= var/demo
 METAQA_DIR ?= ../shared/data/metaqa
 
-.PHONY: setup run demo-index test test-slow chromium bench bench-retriever bench-generator load compose-check clean
+.PHONY: setup run demo-index test test-slow chromium bench bench-retriever bench-generator bench-multihop load compose-check clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,11 @@ bench-retriever: setup
 
 bench-generator: setup
 	$(PY) -m bench.generator_bench --metaqa-dir $(METAQA_DIR)
+
+# Multi-hop benchmark (issue 13) on MetaQA 1/2/3-hop test; needs the bench-retriever index and a chain prior
+# fitted on dev. All parts on every question by default (long); e.g. MULTIHOP_ARGS="--sample 1000 --parts retrieval".
+bench-multihop: setup
+	$(PY) -m bench.multihop_bench --metaqa-dir $(METAQA_DIR) $(MULTIHOP_ARGS)
 
 # The chain prior fitted from the demo KG's own questions (issue 14) against none, on the hand-written held-out
 # questions of bench/data/demo_questions.jsonl (~12 min on 2 shared cores: two fits); PRIOR_ARGS="--no-one-hop".
