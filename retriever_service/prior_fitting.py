@@ -47,6 +47,9 @@ WEIGHTS = (0.1, 0.3, 1.0, 3.0)
 TEMPERATURES = (0.5, 1.0, 2.0)  # of the regression's logits
 MENTION_PENALTIES = (0.0, 0.1, 0.3)  # tried after weight and temperature, with the best of those
 MIN_TUNING = 50  # held-out answerable questions the abstention threshold needs to be chosen
+KEEP_ANSWERED = 0.98  # share of held-out answerable questions the abstention threshold must still answer
+# ... when they are all generated: their phrasings are the prior's own, so people's questions sit lower
+KEEP_ANSWERED_GENERATED = 0.995
 _HOPS_DIR = re.compile(r"^(\d)-hop$")
 _BRACKETED = re.compile(r"\[([^\]]+)\]")
 
@@ -90,12 +93,13 @@ def _jsonl_hops(path: Path) -> list[int | None]:
 
 def generated_training_questions(graph: KGGraph, topics: list[str], *, from_kg: bool, seed: int, others: int = 0,
                                  max_hops: int = 2, per_chain: int = 25) -> list[TrainingQuestion]:
-    """Negatives about absent relations (always: a tenth of all the questions, with the `others` given), with
-    one-step questions of the KG's own relations in the same phrasings; with from_kg, questions about every chain
-    of up to max_hops steps."""
+    """Negatives about absent relations (always), with one-step questions of the KG's own relations in the same
+    phrasings; with from_kg, questions about every chain of up to max_hops steps. The negatives are about as many
+    as a chain's questions (twice per_chain, or a fiftieth of the `others` given): as the largest class by far,
+    `<none>` took every phrasing the generated questions lacked, and the paraphrases of real relations with it."""
     rng = random.Random(seed)
     written = chain_questions(graph, max_hops=max_hops if from_kg else 1, per_chain=per_chain, max_answers=10, rng=rng)
-    count = max(10, (others + len(written)) // 9)
+    count = max(2 * per_chain, others // 50)
     negatives = negative_questions(graph, topics or [q.topic for q in written], count, rng)
     return [_bracketed(q, "generated" if q.chain != NONE_KEY else "negative") for q in written + negatives]
 
@@ -120,7 +124,8 @@ def label_all(graph: KGGraph, entities: EntityIndex, questions: list[TrainingQue
 
 
 def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[TrainingQuestion], *, holdout: float = 0.2,
-                    seed: int = 0, limits: PathLimits = PathLimits(), max_eval: int = 1500) -> tuple[RelationPrior, FitReport]:
+                    seed: int = 0, limits: PathLimits = PathLimits(), max_eval: int = 1500,
+                    keep: float = KEEP_ANSWERED) -> tuple[RelationPrior, FitReport]:
     """Fit, tune and refit (module docstring); `search` is used with each candidate prior in turn."""
     seconds, start = {}, time.perf_counter()
     labels = label_all(graph, search.entities, questions)
@@ -145,7 +150,7 @@ def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[Training
     chosen = {name: best[name] for name in ("weight", "temperature", "mention_penalty")}
     search.prior = dataclasses.replace(fitted, **chosen)
     scores = _scores(search, questions, evaluated, limits)
-    held_out = _thresholds(scores, [labels[i] for i in evaluated], [questions[i] for i in evaluated])
+    held_out = _thresholds(scores, [labels[i] for i in evaluated], [questions[i] for i in evaluated], keep)
     seconds["tune"] = time.perf_counter() - start - seconds["label"] - seconds["encode"]
     usable = [i for i in rows if labels[i]]
     prior = RelationPrior.fit(vectors[usable], [labels[i] for i in usable], **chosen,
@@ -184,12 +189,14 @@ def _scores(search: PathSearch, questions: list[TrainingQuestion], rows: list[in
     return scores
 
 
-def _thresholds(scores: list[PathScore], labels: list[set[str]], questions: list[TrainingQuestion]) -> dict:
+def _thresholds(scores: list[PathScore], labels: list[set[str]], questions: list[TrainingQuestion],
+                keep: float) -> dict:
     """The answer-set and abstention thresholds, from held-out questions: answerable ones have a chain label."""
     answerable = [s for s, ls in zip(scores, labels) if ls and ls != {NONE_KEY}]
     unanswerable = [s for s, ls in zip(scores, labels) if not ls or ls == {NONE_KEY}]
     answer_threshold, f1 = best_answer_threshold(answerable)
-    abstain_threshold, rates = best_abstain_threshold([s.support for s in answerable], [s.support for s in unanswerable])
+    abstain_threshold, rates = best_abstain_threshold([s.support for s in answerable], [s.support for s in unanswerable],
+                                                      keep)
     if len(answerable) < MIN_TUNING:  # too few to choose from: no abstention on support alone
         abstain_threshold, rates = 0.0, abstention_rates([s.support for s in answerable],
                                                          [s.support for s in unanswerable], 0.0)
@@ -219,7 +226,8 @@ def fit_for_store(search: PathSearch, files: list[Path], *, from_kg: bool = Fals
     topics = [m[1] for q in questions if (m := _BRACKETED.search(q.text))]
     questions += generated_training_questions(graph, topics, from_kg=from_kg or not files, seed=seed,
                                               others=len(questions))
-    return fit_chain_prior(search, graph, questions, holdout=holdout, seed=seed, max_eval=max_eval)
+    keep = KEEP_ANSWERED if files else KEEP_ANSWERED_GENERATED
+    return fit_chain_prior(search, graph, questions, holdout=holdout, seed=seed, max_eval=max_eval, keep=keep)
 
 
 def kg_graph(search: PathSearch) -> KGGraph:

@@ -28,6 +28,9 @@ QUESTION_FORMS = ("what is {np}", "which is {np}", "{np} is what", "tell me {np}
 LIST_FORMS = ("what are {np}", "which are {np}", "list {np}", "name all {np}", "who are {np}", "{np} are what")
 FORWARD_FORMS = ("the {r} of {np}", "the {r} of {np}", "{np}'s {r}")  # the possessive only around an entity
 INVERSE_FORMS = ("the one whose {r} is {np}", "the one with {r} {np}", "the one that has {np} as its {r}")
+# a one-step inverse question may put its entity first
+ENTITY_FIRST_FORMS = ("{e} is the {r} of which one", "which one has {e} as its {r}", "{e} is the {r} of what",
+                      "whose {r} is {e}")
 # Relations people ask about that a given KG may lack; those whose words the KG's relations share are left out.
 ABSENT_RELATIONS = (
     "president", "prime minister", "head of state", "mayor", "founder", "founding date", "ceo", "owner", "spouse",
@@ -59,6 +62,8 @@ def noun_phrase(entity: str, chain: Chain, rng: random.Random | None = None) -> 
 
 
 def phrase_question(entity: str, chain: Chain, answers: int, rng: random.Random) -> str:
+    if len(chain) == 1 and chain[0].inverse and rng.random() < 0.4:
+        return rng.choice(ENTITY_FIRST_FORMS).format(e=entity, r=relation_label(chain[0].relation))
     forms = LIST_FORMS if answers > 1 and rng.random() < 0.5 else QUESTION_FORMS
     return rng.choice(forms).format(np=noun_phrase(entity, chain, rng))
 
