@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 DEMO_DIR ?= var/demo
 METAQA_DIR ?= ../shared/data/metaqa
 
-.PHONY: setup run demo-index test test-slow chromium bench bench-retriever bench-generator bench-multihop load compose-check clean
+.PHONY: setup run demo-index lint test test-slow chromium bench bench-retriever bench-generator bench-multihop load compose-check clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,14 @@ demo-index: setup
 
 run: demo-index
 	KGRAG_RETRIEVER_DATA_DIR=$(DEMO_DIR) $(PY) -m shared.launcher
+
+# The lint and type gate (.ci/run runs it before the tests); configuration in pyproject.toml.
+LINT_PATHS := shared retriever_service generator_service distillation bench tests
+TYPED_PATHS := shared retriever_service generator_service distillation
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(TYPED_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 test: setup
 	$(PY) -m pytest -q
