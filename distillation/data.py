@@ -15,9 +15,9 @@ import json
 import logging
 import math
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -66,7 +66,8 @@ class Example:
 
     def candidates(self) -> list[str]:
         """The names a constrained answer may be, as the generator service allows them (its paths' ends)."""
-        return candidate_names([Evidence(d["text"], (d["end"],), d["prior"]) for d in self.documents], set(self.linked))
+        documents = [Evidence(d["text"], (d["end"],), d["prior"]) for d in self.documents]
+        return candidate_names(documents, set(self.linked), answer_set=set(self.answer_set))
 
     @classmethod
     def of_metaqa(cls, question: Question, split: str, hops: int) -> Example:

@@ -15,8 +15,9 @@ first mention (a title word such as "Together" in "who wrote films together with
 p(d|x) = softmax(score / tau) over them. A chain's probability is the softmax of its best path's
 score over the grounded chains, and an entity's probability of being an answer is the sum of the
 probabilities of the chains that reach it: P(y in Y | x) = sum_c p(c|x) [y in ends(c)].
-`support` is the chain prior's mass on the grounded chains of the best mention: low when the
-question asks for a relation the graph lacks, or one its topic entity has no fact of.
+`support` is the chain prior's mass (as fitted, at temperature 1) on the grounded chains of the best
+mention: low when the question asks for a relation the graph lacks, or one its topic entity has no
+fact of.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class PathLimits:
     beam: int = 4  # chains grounded per linked mention, the most likely first
     facts_per_step: int = 500  # facts fetched per chain step
     paths_per_chain: int = 2000  # partial paths kept per chain after each step
-    max_answers: int = 100  # entities returned with their probability of being an answer
+    max_answers: int = 500  # entities returned with their probability of being an answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,14 +284,18 @@ class PathSearch:
         return self.prior.weight * chain.log_prob - self.prior.mention_penalty * chain.mention
 
     def _support(self, chains: list[ChainResult], reading: np.ndarray) -> tuple[int | None, str | None, float]:
-        """(best mention, its most likely chain, the prior's mass on its grounded chains)."""
+        """(best mention, its most likely chain, the prior's mass on its grounded chains). The mass is that of
+        the regression as fitted (temperature 1): the temperature that suits the scores flattens the
+        distribution, and left a quarter of the mass on some grounded chain for any question about a film."""
         if not len(reading):
             return None, None, 0.0
         mention = chains[0].mention if chains else 0
-        row = reading[mention]
-        best = max(self._chains, key=lambda i: row[i])
-        mass = sum(math.exp(c.log_prob) for c in chains if c.mention == mention)
-        return mention, self.prior.keys[best], mass
+        fitted = reading[mention] * self.prior.temperature  # log-probs at temperature 1, up to a constant
+        fitted = fitted - np.logaddexp.reduce(fitted)
+        best = max(self._chains, key=lambda i: fitted[i])
+        column = {chain: i for i, chain in self._chains.items()}
+        mass = sum(math.exp(fitted[column[c.chain]]) for c in chains if c.mention == mention)
+        return mention, self.prior.keys[best], float(mass)
 
 
 def _answers(chains: list[ChainResult], scored: list[ScoredPath], limits: PathLimits, cuts: Cuts) -> list[AnswerSupport]:

@@ -41,7 +41,7 @@ class RetrieverSettings(BaseSettings):
     max_facts_per_step: int = Field(5000, ge=1)
     paths_per_chain: int = Field(2000, ge=1, description="partial paths kept per chain after each step")
     max_paths_per_chain: int = Field(20000, ge=1)
-    answers: int = Field(100, ge=1, description="answers a path search returns at most")
+    answers: int = Field(500, ge=1, description="answers a path search returns at most")
     max_answers: int = Field(1000, ge=1)
     answer_threshold: float | None = Field(None, ge=0, le=1, description="P(answer) an entity needs to be in the answer "
                                            "set; unset: the fitted prior's (chosen on held-out questions), else 0.5")

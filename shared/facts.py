@@ -97,17 +97,20 @@ class Evidence:
     prior: float
 
 
-def candidate_names(documents: list[Evidence], linked: set[str], min_prior: float = MIN_CANDIDATE_PRIOR) -> list[str]:
+def candidate_names(documents: list[Evidence], linked: set[str], min_prior: float = MIN_CANDIDATE_PRIOR,
+                    answer_set: set[str] | None = None) -> list[str]:
     """The entity names an answer may be (constrained decoding): the answers the documents offer, best document
     first, from documents whose prior p(d|x) is at least min_prior, without the question's own linked entities
     unless nothing else is left (a KG question rarely answers with the entity it asks about). A document under
     min_prior carries no weight in the marginal, but its names would still be open to a reader's slip: a
     question's word that is also a tag ("which films did X direct": "film") brings in a `has_tags` fact of some
-    other film."""
+    other film. With the retriever's `answer_set`, the names in it, when any is there: a path of little weight
+    still offers its end (an intermediate entity of a better path, the film in "Dead Husbands written by Warren
+    Taylor. Dead Husbands directed by Paul Shapiro"), which a reader copying from the better path would give."""
     weighty = [d for d in documents if d.prior >= min_prior] or documents[:1]
     names = list(dict.fromkeys(name for d in weighty for name in d.answers))
-    others = [name for name in names if name not in linked]
-    return others or names
+    others = [name for name in names if name not in linked] or names
+    return [name for name in others if name in answer_set] or others if answer_set else others
 
 
 def answer_candidates(facts: list[dict], linked: set[str], min_prior: float = MIN_CANDIDATE_PRIOR) -> list[str]:

@@ -15,12 +15,28 @@ from fastapi import APIRouter
 
 from generator_service.batching import Outcome
 from generator_service.dependencies import (
-    Generator, RequestId, State, check_batch, check_k, check_options, check_text,
+    Generator,
+    RequestId,
+    State,
+    check_batch,
+    check_k,
+    check_options,
+    check_text,
 )
 from generator_service.rag import FactShare, RagRequest, RagResult, decoding_rows
 from generator_service.schemas import (
-    NO_PATH_NOTE, AnswerItem, AnswerRequest, AnswerResponse, BatchAnswerRequest, BatchAnswerResponse,
-    GenerationOptions, ScoredFact, ScoredPath, ScoreRequest, ScoreResponse, Timings,
+    NO_PATH_NOTE,
+    AnswerItem,
+    AnswerRequest,
+    AnswerResponse,
+    BatchAnswerRequest,
+    BatchAnswerResponse,
+    GenerationOptions,
+    ScoredFact,
+    ScoredPath,
+    ScoreRequest,
+    ScoreResponse,
+    Timings,
 )
 from generator_service.state import GeneratorState, ScoreJob
 from shared.facts import Evidence, candidate_names
@@ -101,10 +117,11 @@ def _rag_request(found: PathSearchResponse, options: GenerationOptions, max_new_
 
 
 def allowed_answers(found: PathSearchResponse) -> list[str]:
-    """The names a constrained answer may be: the paths' ends, from paths with weight, the question's own
-    entities left out."""
+    """The names a constrained answer may be (`shared.facts.candidate_names`): the ends of the paths with weight,
+    the question's own entities left out, those of the retriever's answer set when any is among them."""
     linked = {name for entity in found.linked for name in entity.names}
-    return candidate_names([Evidence(p.text, (p.steps[-1].entity,), p.prior) for p in found.paths], linked)
+    documents = [Evidence(p.text, (p.steps[-1].entity,), p.prior) for p in found.paths]
+    return candidate_names(documents, linked, answer_set={a.name for a in found.answers})
 
 
 def _answer_response(found: PathSearchResponse, options: GenerationOptions, model: str,
