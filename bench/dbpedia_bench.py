@@ -30,7 +30,7 @@ from pathlib import Path
 from bench.provenance import stamp
 from generator_service.lm_loading import load_causal_lm
 from generator_service.rag import RagGenerator, RagRequest
-from generator_service.routers.answer import _rag_request  # noqa: PLC2701 (the service's own request builder)
+from generator_service.routers.answer import rag_request
 from generator_service.schemas import GenerationOptions
 from generator_service.settings import GeneratorSettings
 from retriever_service.encoder import Encoder
@@ -102,7 +102,7 @@ def answers(generator: RagGenerator, found: list[SearchResult], offer_aliases: b
 def path_answers(generator: RagGenerator, replies: list[PathSearchResponse]) -> list[str | None]:
     """The generator's answers over the path search's replies, as /v1/answer gives them (None: abstained)."""
     options = GenerationOptions()
-    requests = {i: _rag_request(r, options, GeneratorSettings().default_max_new_tokens)
+    requests = {i: rag_request(r, options, GeneratorSettings().default_max_new_tokens)
                 for i, r in enumerate(replies) if r.paths and not r.abstain}
     given = dict(zip(requests, (r.answer for r in generator.generate(list(requests.values()))), strict=True))
     return [given.get(i) for i in range(len(replies))]

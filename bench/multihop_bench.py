@@ -52,7 +52,7 @@ from bench.provenance import stamp
 from generator_service.dependencies import check_options
 from generator_service.lm_loading import load_causal_lm, teacher_gguf_path
 from generator_service.rag import RagGenerator, RagRequest
-from generator_service.routers.answer import _answerable, _rag_request
+from generator_service.routers.answer import answerable, rag_request
 from generator_service.schemas import GenerationOptions
 from generator_service.settings import GeneratorSettings
 from retriever_service.chain_labels import f1_score
@@ -369,7 +369,7 @@ def answer_requests(responses: list[PathSearchResponse]) -> dict[int, RagRequest
     options = GenerationOptions(k=K, mode="token", constrain=True)
     _, max_new_tokens = check_options(GeneratorSettings(), options)
     received = [PathSearchResponse.model_validate_json(r.model_dump_json()) for r in responses]
-    return {i: _rag_request(r, options, max_new_tokens) for i, r in enumerate(received) if _answerable(r)}
+    return {i: rag_request(r, options, max_new_tokens) for i, r in enumerate(received) if answerable(r)}
 
 
 def answer_hop(searcher: Searcher, generator: RagGenerator, questions: list[Question], label: str) -> tuple[list, dict]:

@@ -97,17 +97,17 @@ async def _answer_all(state: GeneratorState, model: str, options: GenerationOpti
                       max_new_tokens: int, start: float) -> list[AnswerResponse]:
     """Queue the questions the graph can answer (all at once) and answer each; the others get the retriever's note."""
     retrieve_ms = _ms_since(start)
-    requests = {i: _rag_request(r, options, max_new_tokens) for i, r in enumerate(found) if _answerable(r)}
+    requests = {i: rag_request(r, options, max_new_tokens) for i, r in enumerate(found) if answerable(r)}
     outcomes = await state.answers.run(list(requests.values()), state.settings.answer_timeout_s)
     by_question = dict(zip(requests, outcomes, strict=True))
     return [_answer_response(r, options, model, by_question.get(i), retrieve_ms, start) for i, r in enumerate(found)]
 
 
-def _answerable(found: PathSearchResponse) -> bool:
+def answerable(found: PathSearchResponse) -> bool:
     return bool(found.paths) and not found.abstain
 
 
-def _rag_request(found: PathSearchResponse, options: GenerationOptions, max_new_tokens: int) -> RagRequest:
+def rag_request(found: PathSearchResponse, options: GenerationOptions, max_new_tokens: int) -> RagRequest:
     """The paths as documents; constrained to the ends of those with weight (`shared.facts.candidate_names`)."""
     allowed = allowed_answers(found) if options.constrain else None
     return RagRequest(
