@@ -32,9 +32,9 @@ from generator_service.rag import RagGenerator, RagRequest
 from retriever_service.encoder import Encoder
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
+from shared.facts import answer_candidates
 from shared.launcher import ServiceProcess
 from shared.metrics import Metrics
-from shared.facts import answer_candidates
 from shared.names import fold
 from shared.qa_data import METAQA_DIR, Question, metaqa_split
 
@@ -48,14 +48,14 @@ def requests_for(state: RetrieverState, questions: list[Question], k: int, mode:
                        log_priors=[math.log(max(f.prior, 1e-30)) for f in r.facts], mode=mode, max_new_tokens=24,
                        allowed_answers=answer_candidates(
                            [vars(f) for f in r.facts], {n for e in r.linked for n in e.names}))
-            for q, r in zip(questions, results)]
+            for q, r in zip(questions, results, strict=True)]
 
 
 def hits_at_1(generator: RagGenerator, state: RetrieverState, questions: list[Question], k: int, mode: str) -> dict:
     hits, start = 0, time.perf_counter()
     for i in range(0, len(questions), BATCH):
         chunk = questions[i : i + BATCH]
-        for q, result in zip(chunk, generator.generate(requests_for(state, chunk, k, mode))):
+        for q, result in zip(chunk, generator.generate(requests_for(state, chunk, k, mode)), strict=True):
             hits += fold(result.answer) in {fold(a) for a in q.answers}
     seconds = time.perf_counter() - start
     return {"hits@1": round(hits / len(questions), 4), "ms_per_question": round(1000 * seconds / len(questions), 1)}
@@ -63,7 +63,8 @@ def hits_at_1(generator: RagGenerator, state: RetrieverState, questions: list[Qu
 
 def percentiles(samples: list[float]) -> dict:
     ms = np.asarray(samples) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1), "n": len(ms)}
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            "n": len(ms)}
 
 
 def batched_vs_naive(generator: RagGenerator, requests: list[RagRequest]) -> dict:
@@ -80,7 +81,8 @@ def batched_vs_naive(generator: RagGenerator, requests: list[RagRequest]) -> dic
         agree += ours.answer == naive.answer
     b, n = float(np.mean(times["batched"])), float(np.mean(times["naive"]))
     return {"batched_ms": round(1000 * b, 1), "naive_ms": round(1000 * n, 1), "speedup": round(n / b, 2),
-            "same_answer": f"{agree}/{len(requests)}", **{f"batched_{k}": v for k, v in percentiles(times["batched"]).items()}}
+            "same_answer": f"{agree}/{len(requests)}",
+            **{f"batched_{k}": v for k, v in percentiles(times["batched"]).items()}}
 
 
 def batch_scaling(generator: RagGenerator, requests: list[RagRequest]) -> dict:
@@ -170,7 +172,8 @@ def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
 def _cpu_use(before: dict[str, float], after: dict[str, float], answers: int) -> dict:
     """Where a load level's CPU went: ms per answer of each process, and the machine's idle share."""
     spent = {k: after[k] - before[k] for k in before}
-    per_answer = {f"{k}_ms_per_answer": round(1000 * v / answers, 1) for k, v in spent.items() if k not in ("idle", "total")}
+    per_answer = {f"{k}_ms_per_answer": round(1000 * v / answers, 1) for k, v in spent.items()
+                  if k not in ("idle", "total")}
     return {**per_answer, "machine_idle": round(spent["idle"] / spent["total"], 2)}
 
 
@@ -209,7 +212,8 @@ def main() -> None:
     p.add_argument("--latency-n", type=int, default=50)
     p.add_argument("--throughput-n", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default=None, help='model directory or .gguf, or "base" (default: what the service serves)')
+    p.add_argument("--model", default=None,
+                   help='model directory or .gguf, or "base" (default: what the service serves)')
     p.add_argument("--parts", default="hits,speed,http",
                    help="comma-separated: hits (Hits@1 table), speed (batched vs naive), http (latency, throughput); "
                         "each part replaces its entry in an existing results file")

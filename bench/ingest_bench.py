@@ -66,16 +66,19 @@ def entity_lines(i: int, rng: random.Random) -> list[str]:
         (e, RDFS_LABEL, f'"{title}"@en'), (e, RDFS_LABEL, f'"{title}"@de'), (e, RDFS_LABEL, f'"{title} (fr)"@fr'),
         (e, RDFS_LABEL, f'"エンティティ{i}"@ja'), (e, TYPE, f"<{DBO}Person>"), (e, TYPE, "<http://www.w3.org/2002/07/owl#Thing>"),
         (e, TYPE, "<http://www.wikidata.org/entity/Q5>"), (e, f"{DBO}birthDate", date), (e, f"{DBP}birthDate", date),
-        (e, f"{DBO}birthYear", f'"{date[1:5]}"^^<{XSD}gYear>'), (e, f"{DBO}birthPlace", city), (e, f"{DBP}birthPlace", city),
+        (e, f"{DBO}birthYear", f'"{date[1:5]}"^^<{XSD}gYear>'), (e, f"{DBO}birthPlace", city),
+        (e, f"{DBP}birthPlace", city),
         (e, f"{DBP}spouse", '""@en'), (e, f"{DBO}spouse", other), (e, f"{DBO}occupation", node),
         (e, f"{DBP}occupation", f'"{rng.choice(_WORDS).capitalize()}"@en'),
-        (e, f"{DBO}abstract", f'"{_abstract(rng, name, 6)}"@en'), (e, f"{DBO}abstract", f'"{_abstract(rng, name, 3)}"@de'),
+        (e, f"{DBO}abstract", f'"{_abstract(rng, name, 6)}"@en'),
+        (e, f"{DBO}abstract", f'"{_abstract(rng, name, 3)}"@de'),
         (e, "http://www.w3.org/2000/01/rdf-schema#comment", f'"{_abstract(rng, name, 2)}"@en'),
         (e, f"{DBP}image", f'"{name}.jpg"@en'), (e, f"{DBP}caption", f'"{title} in {rng.randint(1900, 2020)}"@en'),
         (e, f"{DBP}width", f'"{rng.randint(100, 300)}"^^<{XSD}integer>'),
         (e, "http://xmlns.com/foaf/0.1/depiction", f"<http://commons.wikimedia.org/wiki/Special:FilePath/{name}.jpg>"),
         (e, f"{DBO}thumbnail", f"<http://commons.wikimedia.org/wiki/Special:FilePath/{name}.jpg?width=300>"),
-        (e, f"{DBO}wikiPageID", f'"{i}"^^<{XSD}integer>'), (e, f"{DBO}wikiPageRevisionID", f'"{i * 7}"^^<{XSD}integer>'),
+        (e, f"{DBO}wikiPageID", f'"{i}"^^<{XSD}integer>'),
+        (e, f"{DBO}wikiPageRevisionID", f'"{i * 7}"^^<{XSD}integer>'),
         (e, f"{DBO}wikiPageLength", f'"{rng.randint(1000, 90000)}"^^<{XSD}nonNegativeInteger>'),
         (e, "http://www.w3.org/ns/prov#wasDerivedFrom", f"<http://en.wikipedia.org/wiki/{name}?oldid={i}&ns=0>"),
         (e, f"{DBO}wikiPageWikiLink", other), (e, f"{DBO}wikiPageWikiLink", city),
@@ -181,7 +184,7 @@ def phase_encode(path: Path, limit: int = 4096) -> dict:
     from retriever_service.encoder import Encoder
     from retriever_service.readers import read_triples
 
-    texts = [t.text for t, _ in zip(read_triples(path), range(limit))]
+    texts = [t.text for t, _ in zip(read_triples(path), range(limit), strict=False)]
     encoder = Encoder.load()
     encoder.encode(texts[:256])  # warm-up
     start = time.perf_counter()

@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no fact store in {args.data_dir}: run `make demo-index` or pass --data-dir")
     retriever = ServiceProcess("retriever_service", args.retriever_port,
                                {"KGRAG_RETRIEVER_DATA_DIR": str(args.data_dir)}, args.log_dir / "load_retriever.log")
-    env = {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url} | ({"KGRAG_GENERATOR_MODEL": args.model} if args.model else {})
+    env = ({"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url}
+           | ({"KGRAG_GENERATOR_MODEL": args.model} if args.model else {}))
     generator = ServiceProcess("generator_service", args.generator_port, env, args.log_dir / "load_generator.log")
     try:
         retriever.start()

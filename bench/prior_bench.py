@@ -46,7 +46,11 @@ from retriever_service.ingest import ingest_triples
 from retriever_service.path_replies import search_replies, thresholds
 from retriever_service.path_search import PathSearch
 from retriever_service.prior_fitting import (
-    FitReport, fit_chain_prior, fit_for_store, generated_training_questions, kg_graph,
+    FitReport,
+    fit_chain_prior,
+    fit_for_store,
+    generated_training_questions,
+    kg_graph,
 )
 from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
@@ -180,7 +184,7 @@ def answer_all(search: PathSearch, settings: RetrieverSettings, questions: list[
     return {"prior": {"keys": len(prior.keys), "weight": prior.weight, "temperature": prior.temperature,
                       "mention_penalty": prior.mention_penalty, "answer_threshold": prior.answer_threshold,
                       "abstain_threshold": prior.abstain_threshold,
-                      "thresholds_used": dict(zip(("answer", "abstain"), thresholds(settings, prior)))},
+                      "thresholds_used": dict(zip(("answer", "abstain"), thresholds(settings, prior), strict=True))},
             "search_seconds": round(seconds, 1), "summary": summary(rows), "rows": rows}
 
 

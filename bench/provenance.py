@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def cpu() -> dict:
 
 
 def provenance() -> dict:
-    return {"commit": commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu()}
+    return {"commit": commit(), "date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu()}
 
 
 def stamp(result: dict, parts: Iterable[str] = ()) -> dict:

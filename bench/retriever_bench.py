@@ -22,10 +22,10 @@ import torch
 from bench.provenance import stamp
 from retriever_service.encoder import Encoder
 from retriever_service.ingest import ingest_triples
-from retriever_service.readers import read_triples
-from retriever_service.relation_prior import RelationPrior
 from retriever_service.path_metrics import recall_at
 from retriever_service.prior_fitting import fit_for_store
+from retriever_service.readers import read_triples
+from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from shared.launcher import ServiceProcess
@@ -77,7 +77,8 @@ def recall_table(state: RetrieverState, test: list[Question]) -> dict:
 
 def latency(samples: list[float]) -> dict:
     ms = np.asarray(samples) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2), "n": len(ms)}
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "n": len(ms)}
 
 
 def search_latency(state: RetrieverState, queries: list[str]) -> dict:
@@ -125,7 +126,7 @@ def main() -> None:
     args = p.parse_args()
     settings = RetrieverSettings(data_dir=args.data_dir, collection="metaqa")
     kb = args.metaqa_dir / "kb.txt"
-    texts = [t.text for _, t in zip(range(4096), read_triples(kb, "pipe"))]
+    texts = [t.text for _, t in zip(range(4096), read_triples(kb, "pipe"), strict=False)]
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
                           "torch": torch.__version__}, "encoder": encoder_speed(texts)}
     print(json.dumps(result["encoder"]), flush=True)
@@ -147,8 +148,9 @@ def main() -> None:
         dev = [args.metaqa_dir / f"{hops}-hop" / "dev.txt" for hops in (1, 2, 3)]
         prior, report = fit_for_store(state.path_search(), dev)
         prior.save(settings.relation_prior_path)
-        result["relation_prior"] = {"fit_seconds": round(time.perf_counter() - start, 1), "chosen_on_dev": report.chosen,
-                                    "dev_questions_labelled": report.labelled, "held_out": report.held_out}
+        result["relation_prior"] = {"fit_seconds": round(time.perf_counter() - start, 1),
+                                    "chosen_on_dev": report.chosen, "dev_questions_labelled": report.labelled,
+                                    "held_out": report.held_out}
     state.relations = RelationPrior.load(settings.relation_prior_path)
     print(json.dumps(result["relation_prior"]), flush=True)
     result["recall_test"] = recall_table(state, test)
@@ -167,12 +169,14 @@ def print_table(result: dict) -> None:
           f"({result['encoder']['speedup']}x), cos min {result['encoder']['cos_min']:.4f}")
     if "ingest" in result:
         i = result["ingest"]
-        print(f"ingest: {i['added']} facts in {i['seconds']} s ({i['facts_per_s']} facts/s), HNSW build {i['optimize_seconds']} s")
+        print(f"ingest: {i['added']} facts in {i['seconds']} s ({i['facts_per_s']} facts/s), "
+              f"HNSW build {i['optimize_seconds']} s")
     print(f"\n{'MetaQA 1-hop test (9,947 questions)':55s} R@1    R@5    R@10   R@20")
     for name, r in result["recall_test"].items():
         print(f"{name:55s} " + "  ".join(f"{r[k]:.3f}" for k in ("R@1", "R@5", "R@10", "R@20")))
     print(f"\n{'latency':55s} p50 ms   p95 ms")
-    for name, r in {**result["latency_in_process"], "over HTTP (POST /v1/search, k=10)": result["latency_http"]}.items():
+    latencies = {**result["latency_in_process"], "over HTTP (POST /v1/search, k=10)": result["latency_http"]}
+    for name, r in latencies.items():
         print(f"{name:55s} {r['p50_ms']:7.2f}  {r['p95_ms']:7.2f}")
 
 

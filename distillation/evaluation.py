@@ -54,7 +54,8 @@ def run_evaluate(config: DistillConfig, retriever: PathRetriever) -> dict:
     cfg = config.eval
     splits, ceilings = _accuracy_splits(config, retriever) if "accuracy" in cfg.measure else ({}, {})
     timed = _latency_examples(config, retriever) if "latency" in cfg.measure else []
-    notes = {"dev": DEV_NOTE.format(counted=ceilings["dev/1-hop"]["graph_answerable"])} if "dev/1-hop" in ceilings else {}
+    notes = ({"dev": DEV_NOTE.format(counted=ceilings["dev/1-hop"]["graph_answerable"])}
+             if "dev/1-hop" in ceilings else {})
     rows, latency, run_id = [], {}, time.strftime("%Y-%m-%dT%H:%M:%S")
     for name, source in _model_sources(config).items():
         if source is None:
@@ -166,7 +167,7 @@ def answer(generator: RagGenerator, examples: list[Example], cfg: EvalConfig,
 def score(examples: list[Example], predictions: list[str]) -> dict:
     """Hits@1 and exact match overall and per question type."""
     hits = [fold(p) in {fold(a) for a in e.answers} for e, p in zip(examples, predictions, strict=True)]
-    exact = [p.strip() in e.answers for e, p in zip(examples, predictions)]
+    exact = [p.strip() in e.answers for e, p in zip(examples, predictions, strict=True)]
     by_type: dict[str, list[int]] = defaultdict(list)
     for i, example in enumerate(examples):
         by_type[example.qtype].append(i)

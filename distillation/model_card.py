@@ -9,7 +9,8 @@ from distillation.training import TrainReport
 
 EVALUATION = "## Evaluation"  # the section the evaluate step writes (and rewrites)
 
-TEACHER_LOSS = ("RAG-Sequence marginal NLL over the stored top-k relation paths (a one-step path is a fact), the retriever fixed: "
+TEACHER_LOSS = ("RAG-Sequence marginal NLL over the stored top-k relation paths (a one-step path is a fact), "
+                "the retriever fixed: "
                 "`-log sum_d p(d|x) p(y|x,d)`, y = the answer then EOS (generator_service.marginalize).")
 STUDENT_LOSS = ("`alpha T^2 [mean_k sum_t D(teacher_k,t || student_k,t) + sum_t D(P_t || Q_t)] + (1 - alpha) "
                 "(-log Q(y|x))`: D on the next-token distributions of every retrieved fact k and of the "
@@ -61,7 +62,8 @@ Not evaluated yet (`python -m distillation evaluate`).
 def with_evaluation(card: str, rows: list[dict]) -> str:
     """The card with its evaluation section replaced by this model's metric rows."""
     head = card.split(EVALUATION)[0].rstrip()
-    lines = ["| split | hops | questions | Hits@1 | exact match | ms per answer |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| split | hops | questions | Hits@1 | exact match | ms per answer |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         latency = f"{row['latency_ms_per_answer']:.1f}" if "latency_ms_per_answer" in row else "not timed"
         lines.append(f"| {row['split']} | {row.get('hops', 1)} | {row['questions']} | {row['hits@1']:.4f} | "

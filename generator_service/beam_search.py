@@ -36,7 +36,7 @@ def build_trie(answers: Iterable[Sequence[int]]) -> Trie:
 def path_choices(trie: Trie, ids: Sequence[int]) -> list[list[int]]:
     """The tokens the trie allows at each position of ids; ValueError when ids leave the trie."""
     choices = [trie.get(tuple(ids[:t]), []) for t in range(len(ids))]
-    if any(token not in allowed for token, allowed in zip(ids, choices)):
+    if any(token not in allowed for token, allowed in zip(ids, choices, strict=True)):
         raise ValueError("the answer is not one of the allowed names")
     return choices
 
@@ -117,7 +117,7 @@ class Beams:
         is a stop token. Returns the indices of the hypotheses still alive (A',) and the tokens appended
         to each of them. Greedy only: with wider beams, hypotheses of unequal lengths would compete."""
         kept, chains = [], []
-        for i, (tokens, score) in enumerate(zip(self.tokens, self.scores)):
+        for i, (tokens, score) in enumerate(zip(self.tokens, self.scores, strict=True)):
             chain, token = [], self._forced(tokens)
             while token is not None and token not in self.stop_ids:
                 tokens.append(token)
@@ -148,7 +148,7 @@ class Beams:
         first `width` that end at a stop token."""
         top = total.flatten().topk(min(2 * self.width, total.numel()))
         alive, ended = [], []
-        for rank, (score, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
+        for rank, (score, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
             if score == -math.inf:
                 break
             parent, column = divmod(flat, total.shape[1])

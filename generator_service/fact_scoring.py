@@ -12,9 +12,10 @@ decoding, beams included) or all at once (scoring answers).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 from transformers import DynamicCache, PreTrainedModel

@@ -31,8 +31,9 @@ the chosen token before it, and a name that its first tokens set apart ends with
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 
@@ -124,7 +125,7 @@ class _TokenSearch:
         self.doc = update_doc_logprobs(self.doc[step.parents[:n]], chosen[:n])[kept]  # (A', K)
         self.loglik = loglik[:n][kept]  # (A', K)
         rows = step.parents[:n][kept, None] * k + torch.arange(k)  # (A', K)
-        feeds = [[token] + chain for token, chain in zip(step.tokens[:n][kept].tolist(), chains)]
+        feeds = [[token] + chain for token, chain in zip(step.tokens[:n][kept].tolist(), chains, strict=True)]
         return rows.flatten(), [feed for feed in feeds for _ in range(k)]
 
     def best(self) -> tuple[Hyp, torch.Tensor]:
@@ -164,7 +165,7 @@ class _SequenceSearch:
                 kept, chains = beams.force()  # (A',)
                 rows.append(step.parents[: step.n_alive][kept] + offset)
                 tokens = step.tokens[: step.n_alive][kept].tolist()
-                feeds.extend([token] + chain for token, chain in zip(tokens, chains))
+                feeds.extend([token] + chain for token, chain in zip(tokens, chains, strict=True))
                 offset += alive
         return torch.cat(rows), feeds
 
@@ -208,7 +209,7 @@ class RagGenerator:
         self._decode(state, searches)
         results = {i: self._token_result(s) for i, s in enumerate(searches) if isinstance(s, _TokenSearch)}
         for group, rows in prompts:
-            results.update(zip(group, self._rescore([searches[i] for i in group], rows)))
+            results.update(zip(group, self._rescore([searches[i] for i in group], rows), strict=True))
         return [results[i] for i in range(len(requests))]
 
     def score(
@@ -240,7 +241,8 @@ class RagGenerator:
         candidates = {}
         for suffix in prompt.suffixes:
             ids = torch.tensor([prompt.prefix + suffix], device=self.scorer.device)  # (1, C)
-            allowed = None if trie is None else (lambda _, seq: trie.get(tuple(seq[ids.shape[1] :].tolist()), []))
+            start = ids.shape[1]  # bound as the lambda's default: each fact's prompt has its own length
+            allowed = None if trie is None else (lambda _, seq, start=start: trie.get(tuple(seq[start:].tolist()), []))
             beams = {"num_beams": request.num_beams, "length_penalty": 0.0} if request.num_beams > 1 else {}
             out = self.lm.model.generate(
                 ids, attention_mask=torch.ones_like(ids), max_new_tokens=_max_steps(request, trie), do_sample=False,
@@ -278,7 +280,7 @@ class RagGenerator:
         constrained name usually takes one pass after its first token, not one per token."""
         while True:
             rows, feeds, offset = [], [], 0
-            for search, (logprobs, choices) in zip(searches, self._step_logprobs(state, searches)):
+            for search, (logprobs, choices) in zip(searches, self._step_logprobs(state, searches), strict=True):
                 count = search.rows
                 if count:
                     parents, extensions = search.advance(logprobs, choices)  # (N,), N lists
@@ -330,18 +332,18 @@ class RagGenerator:
         The searches are all constrained (each candidate scored within its trie) or none is."""
         candidates = [search.candidates() for search in searches]
         rows, continuations, offset = [], [], 0  # rows into prompts: each search's K facts, search after search
-        for search, hyps in zip(searches, candidates):
+        for search, hyps in zip(searches, candidates, strict=True):
             k = search.prior.numel()
             rows.append(torch.arange(offset, offset + k).repeat_interleave(len(hyps)))  # fact-major, (K*N,)
             continuations.extend(hyp.ids for _ in range(k) for hyp in hyps)
             offset += k
         choices = None  # one list per continuation token: the allowed tokens after the tokens before it
         if searches[0].trie is not None:
-            choices = [path_choices(s.trie, hyp.ids) for s, hyps in zip(searches, candidates) for _ in
+            choices = [path_choices(s.trie, hyp.ids) for s, hyps in zip(searches, candidates, strict=True) for _ in
                        range(s.prior.numel()) for hyp in hyps]
         token_lp, mask = self.scorer.continuation_logprobs(prompts, torch.cat(rows), continuations, choices)
         results, start = [], 0
-        for search, hyps in zip(searches, candidates):
+        for search, hyps in zip(searches, candidates, strict=True):
             k, n = search.prior.numel(), len(hyps)
             block = token_lp[start : start + k * n].view(k, n, -1).transpose(0, 1)  # (N, K, T)
             loglik = sequence_loglik(block, mask[start : start + n])  # (N, K)

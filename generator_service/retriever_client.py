@@ -22,7 +22,11 @@ from pydantic import BaseModel, ValidationError
 from generator_service.settings import GeneratorSettings
 from shared.middleware import REQUEST_ID_HEADER
 from shared.retriever_api import (
-    BatchPathSearchRequest, BatchPathSearchResponse, PathOptions, PathSearchRequest, PathSearchResponse,
+    BatchPathSearchRequest,
+    BatchPathSearchResponse,
+    PathOptions,
+    PathSearchRequest,
+    PathSearchResponse,
 )
 
 Model = TypeVar("Model", bound=BaseModel)

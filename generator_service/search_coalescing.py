@@ -26,7 +26,8 @@ from shared.retriever_api import PathOptions, PathSearchResponse
 class _Search:
     query: str
     request_id: str | None
-    future: asyncio.Future[PathSearchResponse] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[PathSearchResponse] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 Options = tuple[tuple[str, int | None], ...]  # a PathOptions as a hashable key

@@ -13,7 +13,8 @@ class GeneratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KGRAG_GENERATOR_", extra="ignore")
 
     environment: str = Field("development", description="anything but 'development' turns on the start-up safety check")
-    api_key: SecretStr | None = Field(None, description="Bearer key for the API (health, readiness and metrics stay open)")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key for the API (health, readiness and metrics stay open)")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -32,7 +32,8 @@ def create_app(settings: RetrieverSettings | None = None, encoder: Encoder | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = RetrieverState(settings=settings, metrics=metrics,
-                               encoder=encoder or Encoder.load(bf16=settings.encoder_bf16, threads=settings.torch_threads))
+                               encoder=encoder or Encoder.load(bf16=settings.encoder_bf16,
+                                                               threads=settings.torch_threads))
         try:
             state.store()
         except StoreError as exc:  # a server that is down: start anyway, /readyz says 503 until it is up

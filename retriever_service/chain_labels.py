@@ -2,8 +2,9 @@
 
 A question with known answers is labelled with the chains from its topic entity whose answers
 (`KGGraph.walk`) match its gold answers best, by F1; all equally good chains are labels (a director
-who wrote every film he directed makes "directed_by^-1" and "written_by^-1" equally right). A question no chain answers (its gold is not in the graph as seen
-from its topic) gets no label: it is what the abstention is calibrated on.
+who wrote every film he directed makes "directed_by^-1" and "written_by^-1" equally right). A question
+no chain answers (its gold is not in the graph as seen from its topic) gets no label: it is what the
+abstention is calibrated on.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def f1_score(found: set[str], gold: set[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def label_question(graph: KGGraph, topics: Iterable[str], answers: Iterable[str], hops: int | None = None) -> ChainLabel:
+def label_question(graph: KGGraph, topics: Iterable[str], answers: Iterable[str],
+                   hops: int | None = None) -> ChainLabel:
     """The chains from the topic names that best answer the question (names compared folded): of `hops` steps
     when the question's hop count is known (MetaQA's files say it), else of 1 to MAX_HOPS. A known count
     keeps a chance coincidence out of the labels: a 3-hop question whose chain the graph cannot walk to the

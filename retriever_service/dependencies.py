@@ -1,4 +1,5 @@
-"""FastAPI dependencies of the retriever: the app state, a failing store forgotten, and the checks of k and the queries."""
+"""FastAPI dependencies of the retriever: the app state, a failing store forgotten, and the checks of k and the
+queries."""
 
 from __future__ import annotations
 

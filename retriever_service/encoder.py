@@ -51,7 +51,7 @@ class Encoder:
     _traced: torch.jit.ScriptModule | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, *, bf16: bool | None = None, threads: int | None = None) -> "Encoder":
+    def load(cls, model_dir: Path | None = None, *, bf16: bool | None = None, threads: int | None = None) -> Encoder:
         """bf16: autocast for batches of BF16_MIN_BATCH texts or more; None (auto) where bf16 is native."""
         if threads:
             torch.set_num_threads(threads)

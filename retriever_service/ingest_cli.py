@@ -26,9 +26,9 @@ from retriever_service.checkpoints import Checkpoint
 from retriever_service.demo_kg import demo_triples
 from retriever_service.encoder import Encoder
 from retriever_service.ingest import IngestStats, delete_facts, ingest_triples
+from retriever_service.prior_fitting import fit_for_store
 from retriever_service.rdf_rules import RdfRules, RulesError, load_rules
 from retriever_service.readers import FORMATS, KgReader, ReaderError, ReadReport
-from retriever_service.prior_fitting import fit_for_store
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from retriever_service.store import StoreError

@@ -28,7 +28,9 @@ class PathScore:
         return {name for name, prob in self.probs.items() if prob >= threshold}
 
     def f1(self, threshold: float) -> float:
-        return f1_score(self.answer_set(threshold), set(self.gold)) if self.gold else float(not self.answer_set(threshold))
+        if not self.gold:
+            return float(not self.answer_set(threshold))
+        return f1_score(self.answer_set(threshold), set(self.gold))
 
 
 def score_result(result: PathSearchResult, answers: tuple[str, ...]) -> PathScore:
@@ -49,7 +51,8 @@ def best_answer_threshold(scores: list[PathScore], grid=tuple(i / 20 for i in ra
     return max(((t, sum(s.f1(t) for s in answerable) / len(answerable)) for t in grid), key=lambda tf: (tf[1], -tf[0]))
 
 
-def best_abstain_threshold(answerable: list[float], unanswerable: list[float], keep: float = 0.98) -> tuple[float, dict]:
+def best_abstain_threshold(answerable: list[float], unanswerable: list[float],
+                           keep: float = 0.98) -> tuple[float, dict]:
     """The support threshold that abstains on the most unanswerable questions while still answering at least
     `keep` of the answerable ones (support >= threshold answers). Returns it and both shares."""
     if not answerable:
@@ -70,11 +73,13 @@ def is_gold(fact, question: Question) -> bool:
     return (question.topic is None or question.topic in ends) and not ends.isdisjoint(question.answers)
 
 
-def recall_at(retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20), hints: bool = False) -> dict[int, float]:
+def recall_at(retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20),
+              hints: bool = False) -> dict[int, float]:
     """Share of questions with a gold fact in a fact search's top k; brackets stripped unless kept as `hints`."""
     ranks = []
     for start in range(0, len(questions), 64):
         chunk = questions[start : start + 64]
-        for q, result in zip(chunk, retriever.search([q.text if hints else q.stripped for q in chunk], max(ks))):
+        results = retriever.search([q.text if hints else q.stripped for q in chunk], max(ks))
+        for q, result in zip(chunk, results, strict=True):
             ranks.append(next((i for i, f in enumerate(result.facts) if is_gold(f, q)), len(result.facts) + max(ks)))
     return {k: float(np.mean(np.asarray(ranks) < k)) for k in ks}

@@ -10,7 +10,15 @@ from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
 from shared.errors import ServiceError
 from shared.retriever_api import (
-    AnswerOut, ChainOut, LinkedEntityOut, PathCuts, PathFactOut, PathOptions, PathOut, PathRef, PathSearchResponse,
+    AnswerOut,
+    ChainOut,
+    LinkedEntityOut,
+    PathCuts,
+    PathFactOut,
+    PathOptions,
+    PathOut,
+    PathRef,
+    PathSearchResponse,
     PathStep,
 )
 
@@ -48,15 +56,16 @@ def thresholds(settings: RetrieverSettings, prior: RelationPrior) -> tuple[float
     return (DEFAULT_ANSWER_THRESHOLD if answer is None else answer), (0.0 if abstain is None else abstain)
 
 
-def to_reply(r: PathSearchResult, k: int, hops: int, tau: float, answer_t: float, abstain_t: float) -> PathSearchResponse:
+def to_reply(r: PathSearchResult, k: int, hops: int, tau: float, answer_t: float,
+             abstain_t: float) -> PathSearchResponse:
     reason, note = _verdict(r, abstain_t)
     in_set = [] if reason else [a for i, a in enumerate(r.answers) if a.prob >= answer_t or i == 0]
     return PathSearchResponse(
         query=r.query, k=k, hops=hops, tau=tau,
         linked=[LinkedEntityOut(mention=e.mention, names=list(e.names), hinted=e.hinted) for e in r.linked],
         paths=[_path_out(p) for p in r.paths],
-        chains=[ChainOut(chain=c.key, words=chain_words(c.chain), mention=r.linked[c.mention].mention, log_prob=c.log_prob,
-                         prob=c.prob, paths=len(c.paths)) for c in r.chains],
+        chains=[ChainOut(chain=c.key, words=chain_words(c.chain), mention=r.linked[c.mention].mention,
+                         log_prob=c.log_prob, prob=c.prob, paths=len(c.paths)) for c in r.chains],
         answers=[AnswerOut(name=a.name, prob=a.prob, paths=[_path_ref(p.path) for p in a.paths]) for a in in_set],
         support=r.support, answer_threshold=answer_t, abstain_threshold=abstain_t, abstain=reason is not None,
         reason=reason, note=note, best_chain=r.best_chain, cuts=PathCuts(**vars(r.cuts)),

@@ -11,7 +11,8 @@ walked through by one more step ("joined through"). What a cap cut is counted in
 
 Scores, as for facts (`retrieval.py`): a path's score is the mean cosine of its facts to the
 question plus `weight * log p(c | x, m)`, less `mention_penalty` per rank of m below the linker's
-first mention (a title word such as "Together" in "who wrote films together with X"); the k best paths are the documents, with the prior
+first mention (a title word such as "Together" in "who wrote films together with X"); the k best paths are the
+documents, with the prior
 p(d|x) = softmax(score / tau) over them. A chain's probability is the softmax of its best path's
 score over the grounded chains, and an entity's probability of being an answer is the sum of the
 probabilities of the chains that reach it: P(y in Y | x) = sum_c p(c|x) [y in ends(c)].
@@ -93,7 +94,8 @@ class Path:
 
     def steps(self) -> list[tuple[Step, str]]:
         """(step, the entity it arrives at) for each fact, a node's joined-through step included."""
-        return [(Step(f.relation, f.subject == after), after) for f, after in zip(self.facts, self.entities[1:])]
+        return [(Step(f.relation, f.subject == after), after)
+                for f, after in zip(self.facts, self.entities[1:], strict=True)]
 
     def extend(self, fact: PathFact, step: Step) -> Path | None:
         """This path one fact further along `step`, or None when the fact does not start at its end or would
@@ -167,24 +169,26 @@ class PathSearch:
     def _chains(self) -> dict[int, Chain]:
         """The prior's chains by column (NONE_KEY left out), parsed once per list of keys."""
         if self._parsed is None or self._parsed[0] is not self.prior.keys:
-            self._parsed = (self.prior.keys, {i: parse_chain(k) for i, k in enumerate(self.prior.keys) if k != NONE_KEY})
+            self._parsed = (self.prior.keys,
+                            {i: parse_chain(k) for i, k in enumerate(self.prior.keys) if k != NONE_KEY})
         return self._parsed[1]
 
     def search(self, queries: list[str], k: int, limits: PathLimits) -> list[PathSearchResult]:
         links = [self.entities.link(q) for q in queries]
         start = time.perf_counter()
-        masked = [mask_mention(q, m) for q, linked in zip(queries, links) for m in linked]
+        masked = [mask_mention(q, m) for q, linked in zip(queries, links, strict=True) for m in linked]
         vectors = self.encoder.encode([strip_brackets(q) for q in queries] + masked)  # (Q + M, H)
         readings = np.split(self.prior.log_probs(vectors[len(queries):]),  # (sum M, R)
                             np.cumsum([len(linked) for linked in links])[:-1])
         self.observe("embed", time.perf_counter() - start)
         cuts = [Cuts() for _ in queries]
-        candidates = [self._candidates(r, linked, limits, cut) for r, linked, cut in zip(readings, links, cuts)]
+        candidates = [self._candidates(r, linked, limits, cut)
+                      for r, linked, cut in zip(readings, links, cuts, strict=True)]
         start = time.perf_counter()
         grounded = self._ground(vectors[: len(queries)], links, candidates, limits, cuts)
         self.observe("search", time.perf_counter() - start)
         return [self._result(q, linked, chains, reading, k, limits, cut)
-                for q, linked, (chains, cut), reading in zip(queries, links, grounded, readings)]
+                for q, linked, (chains, cut), reading in zip(queries, links, grounded, readings, strict=True)]
 
     def _candidates(self, reading: np.ndarray, linked: list[LinkedEntity], limits: PathLimits,
                     cuts: Cuts) -> list[ChainResult]:
@@ -216,7 +220,7 @@ class PathSearch:
         for q, chains in enumerate(candidates):
             for c in chains:
                 c.paths = [p for p in partial.get((q, c.mention, c.chain), []) if p.end_kind == ENTITY]
-        return [([c for c in chains if c.paths], cut) for chains, cut in zip(candidates, cuts)]
+        return [([c for c in chains if c.paths], cut) for chains, cut in zip(candidates, cuts, strict=True)]
 
     def _step(self, vectors: np.ndarray, partial: dict, wanted: list[tuple[int, int, Chain]], limits: PathLimits,
               cuts: list[Cuts]) -> dict[tuple[int, int, Chain], list[Path]]:
@@ -224,11 +228,11 @@ class PathSearch:
         parents = [partial.get((q, m, prefix[:-1]), []) for q, m, prefix in wanted]
         filters = [FactFilter(tuple(sorted({p.entities[-1] for p in paths if p.end_kind != TEXT})),
                               side="object" if prefix[-1].inverse else "subject", relation=prefix[-1].relation)
-                   for (_, _, prefix), paths in zip(wanted, parents)]
+                   for (_, _, prefix), paths in zip(wanted, parents, strict=True)]
         asked = [i for i, f in enumerate(filters) if f.names]
         hits = self.store.search(vectors[[wanted[i][0] for i in asked]], limits.facts_per_step,
                                  [filters[i] for i in asked]) if asked else []
-        found = dict(zip(asked, hits))
+        found = dict(zip(asked, hits, strict=True))
         out = {}
         for i, (q, m, prefix) in enumerate(wanted):
             facts = [PathFact.of(h) for h in found.get(i, [])]
@@ -244,7 +248,8 @@ class PathSearch:
         for fact in facts:
             by_start[fact.object if step.inverse else fact.subject].append(fact)
         longer = [extended for path in paths for fact in by_start.get(path.entities[-1], ())
-                  if (extended := Path(path.mention, prefix, path.facts, path.entities, path.end_kind).extend(fact, step))]
+                  if (extended := Path(path.mention, prefix, path.facts, path.entities, path.end_kind)
+                      .extend(fact, step))]
         longer.sort(key=lambda p: -p.cosine)
         if len(longer) > limits.paths_per_chain:
             cuts.chains_at_path_limit += 1
@@ -268,12 +273,12 @@ class PathSearch:
         scored = [ScoredPath(p, p.cosine + self._chain_term(c)) for c in chains for p in c.paths]
         for c in chains:
             c.best_score = max(p.cosine for p in c.paths) + self._chain_term(c)
-        for c, prob in zip(chains, softmax_prior([c.best_score for c in chains], self.tau)):
+        for c, prob in zip(chains, softmax_prior([c.best_score for c in chains], self.tau), strict=True):
             c.prob = prob
         chains.sort(key=lambda c: -c.prob)
         scored.sort(key=lambda s: -s.score)
         documents = scored[:k]
-        for doc, prior in zip(documents, softmax_prior([d.score for d in documents], self.tau)):
+        for doc, prior in zip(documents, softmax_prior([d.score for d in documents], self.tau), strict=True):
             doc.prior = prior
         answers = _answers(chains, scored, limits, cuts)
         _, best_chain, support = self._support(chains, reading)
@@ -298,7 +303,8 @@ class PathSearch:
         return mention, self.prior.keys[best], float(mass)
 
 
-def _answers(chains: list[ChainResult], scored: list[ScoredPath], limits: PathLimits, cuts: Cuts) -> list[AnswerSupport]:
+def _answers(chains: list[ChainResult], scored: list[ScoredPath], limits: PathLimits,
+             cuts: Cuts) -> list[AnswerSupport]:
     """P(y in Y | x) = sum over the grounded chains that reach y of p(c|x); each answer's best paths."""
     prob: dict[str, float] = defaultdict(float)
     for c in chains:

@@ -34,7 +34,11 @@ from retriever_service.chains import NONE_KEY
 from retriever_service.entity_linking import ALIAS_RELATIONS, EntityIndex, mask_mention
 from retriever_service.kg_graph import KGGraph
 from retriever_service.path_metrics import (
-    PathScore, abstention_rates, best_abstain_threshold, best_answer_threshold, score_result,
+    PathScore,
+    abstention_rates,
+    best_abstain_threshold,
+    best_answer_threshold,
+    score_result,
 )
 from retriever_service.path_search import PathLimits, PathSearch
 from retriever_service.question_generation import GeneratedQuestion, chain_questions, negative_questions
@@ -81,7 +85,7 @@ def read_training_questions(path: Path) -> list[TrainingQuestion]:
     hops = int(match[1]) if match else None
     rows = read_questions(path)
     extra = _jsonl_hops(path) if hops is None else [hops] * len(rows)
-    return [TrainingQuestion(q.text, q.answers, h, str(path)) for q, h in zip(rows, extra)]
+    return [TrainingQuestion(q.text, q.answers, h, str(path)) for q, h in zip(rows, extra, strict=True)]
 
 
 def _jsonl_hops(path: Path) -> list[int | None]:
@@ -154,7 +158,8 @@ def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[Training
     seconds["tune"] = time.perf_counter() - start - seconds["label"] - seconds["encode"]
     usable = [i for i in rows if labels[i]]
     prior = RelationPrior.fit(vectors[usable], [labels[i] for i in usable], **chosen,
-                              answer_threshold=held_out["answer_threshold"], abstain_threshold=held_out["abstain_threshold"])
+                              answer_threshold=held_out["answer_threshold"],
+                              abstain_threshold=held_out["abstain_threshold"])
     search.prior = prior
     sources = {s: sum(q.source == s for q in questions) for s in dict.fromkeys(q.source for q in questions)}
     report = FitReport(sources, sum(bool(ls) for ls in labels), sum(not ls for ls in labels), len(prior.keys),
@@ -185,18 +190,18 @@ def _scores(search: PathSearch, questions: list[TrainingQuestion], rows: list[in
     for start in range(0, len(rows), batch):
         chunk = [questions[i] for i in rows[start : start + batch]]
         results = search.search([q.text.replace("[", "").replace("]", "") for q in chunk], k, limits)
-        scores.extend(score_result(r, q.answers) for r, q in zip(results, chunk))
+        scores.extend(score_result(r, q.answers) for r, q in zip(results, chunk, strict=True))
     return scores
 
 
 def _thresholds(scores: list[PathScore], labels: list[set[str]], questions: list[TrainingQuestion],
                 keep: float) -> dict:
     """The answer-set and abstention thresholds, from held-out questions: answerable ones have a chain label."""
-    answerable = [s for s, ls in zip(scores, labels) if ls and ls != {NONE_KEY}]
-    unanswerable = [s for s, ls in zip(scores, labels) if not ls or ls == {NONE_KEY}]
+    answerable = [s for s, ls in zip(scores, labels, strict=True) if ls and ls != {NONE_KEY}]
+    unanswerable = [s for s, ls in zip(scores, labels, strict=True) if not ls or ls == {NONE_KEY}]
     answer_threshold, f1 = best_answer_threshold(answerable)
-    abstain_threshold, rates = best_abstain_threshold([s.support for s in answerable], [s.support for s in unanswerable],
-                                                      keep)
+    abstain_threshold, rates = best_abstain_threshold([s.support for s in answerable],
+                                                      [s.support for s in unanswerable], keep)
     if len(answerable) < MIN_TUNING:  # too few to choose from: no abstention on support alone
         abstain_threshold, rates = 0.0, abstention_rates([s.support for s in answerable],
                                                          [s.support for s in unanswerable], 0.0)
@@ -210,7 +215,7 @@ def _thresholds(scores: list[PathScore], labels: list[set[str]], questions: list
 def _by_source(scores: list[PathScore], questions: list[TrainingQuestion], answer_t: float, abstain_t: float) -> dict:
     out = {}
     for source in dict.fromkeys(q.source for q in questions):
-        own = [s for s, q in zip(scores, questions) if q.source == source]
+        own = [s for s, q in zip(scores, questions, strict=True) if q.source == source]
         out[source] = {"n": len(own), "hits@1": float(np.mean([s.hit for s in own])),
                        "f1": float(np.mean([s.f1(answer_t) for s in own])),
                        "abstained": float(np.mean([s.support < abstain_t for s in own]))}

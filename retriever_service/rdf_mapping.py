@@ -21,8 +21,19 @@ from dataclasses import dataclass, field
 from retriever_service.rdf_parsing import Blank, Lit, Statement
 from retriever_service.rdf_rules import RdfRules, Role
 from retriever_service.rdf_terms import (
-    PREFIXES, class_name, clean_text, dbpedia_language, language_ok, language_rank, looks_like_identifier,
-    node_name, pack_passages, render_literal, resource_name, split_sentences, url_name,
+    PREFIXES,
+    class_name,
+    clean_text,
+    dbpedia_language,
+    language_ok,
+    language_rank,
+    looks_like_identifier,
+    node_name,
+    pack_passages,
+    render_literal,
+    resource_name,
+    split_sentences,
+    url_name,
 )
 from retriever_service.read_report import ReadReport
 from shared.facts import ENTITY, NODE, TEXT, Triple

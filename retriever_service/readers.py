@@ -28,8 +28,14 @@ from retriever_service.checkpoints import InputMark, input_key
 from retriever_service.dumps import DumpFile, split_compression
 from retriever_service.rdf_mapping import NameIndex, RdfMapper, name_candidate
 from retriever_service.rdf_parsing import (
-    MAX_TURTLE_BYTES, LineError as StatementError, Statement, decode_line, is_line_based_turtle, line_statements,
-    parse_line, turtle_statements,
+    MAX_TURTLE_BYTES,
+    LineError as StatementError,
+    Statement,
+    decode_line,
+    is_line_based_turtle,
+    line_statements,
+    parse_line,
+    turtle_statements,
 )
 from retriever_service.rdf_rules import RdfRules, dbpedia_rules
 from retriever_service.read_report import LineError, ReadReport
@@ -212,8 +218,9 @@ class KgReader:
                 self._names_of(item, None if mark.complete else mark.line)
 
     def _names_of(self, item: KgInput, until_line: int | None) -> None:
-        with DumpFile(item.path) as dump, tqdm(total=dump.size, unit="B", unit_scale=True, desc=f"names {item.path.name}",
-                                               disable=not self.progress, leave=False) as bar:
+        with DumpFile(item.path) as dump, tqdm(total=dump.size, unit="B", unit_scale=True,
+                                               desc=f"names {item.path.name}", disable=not self.progress,
+                                               leave=False) as bar:
             if item.streamed:
                 statements = _name_statements(dump, self.rules, item.fmt == "nq", until_line, bar)
             else:

@@ -50,14 +50,15 @@ class RelationPrior:
     temperature: float = 1.0
     weight: float = 0.3
     mention_penalty: float = 0.0  # subtracted from a path's score per rank of its mention below the linker's first
-    answer_threshold: float | None = None  # P(y in Y|x) an answer needs to be in the answer set, chosen on held-out questions
+    # P(y in Y|x) an answer needs to be in the answer set, chosen on held-out questions
+    answer_threshold: float | None = None
     abstain_threshold: float | None = None  # support under which the question is "not in the graph", likewise
 
     def __post_init__(self) -> None:
         self._index = {k: i for i, k in enumerate(self.keys)}  # key -> row, built once
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, labels: list[set[str]], **params: float) -> "RelationPrior":
+    def fit(cls, vectors: np.ndarray, labels: list[set[str]], **params: float) -> RelationPrior:
         """Softmax regression of the keys on masked question vectors (N, H); a question with several keys
         spreads its target evenly over them. Full-batch L-BFGS from zeros with a small L2 penalty (no random start)."""
         keys = sorted({k for ks in labels for k in ks})
@@ -84,7 +85,8 @@ class RelationPrior:
     def uniform(cls, relations: list[str], dim: int) -> RelationPrior:
         """Every one-step chain of the relations equally likely: where no prior was fitted, cosine decides."""
         keys = [key for r in relations for key in (r, r + INVERSE)]
-        return cls(keys=keys, weights=np.zeros((len(keys), dim), dtype=np.float32), bias=np.zeros(len(keys), dtype=np.float32))
+        return cls(keys=keys, weights=np.zeros((len(keys), dim), dtype=np.float32),
+                   bias=np.zeros(len(keys), dtype=np.float32))
 
     def log_probs(self, vectors: np.ndarray) -> np.ndarray:
         """log p(key | q) for masked question vectors (Q, H) -> (Q, R)."""
@@ -99,14 +101,15 @@ class RelationPrior:
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = json.dumps({"format": FORMAT, "keys": self.keys, "temperature": self.temperature, "weight": self.weight,
-                           "mention_penalty": self.mention_penalty, "answer_threshold": self.answer_threshold, "abstain_threshold": self.abstain_threshold})
+                           "mention_penalty": self.mention_penalty, "answer_threshold": self.answer_threshold,
+                           "abstain_threshold": self.abstain_threshold})
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, weights=self.weights, bias=self.bias, meta=np.array(meta))
         tmp.replace(path)
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "RelationPrior | None":
+    def load(cls, path: Path) -> RelationPrior | None:
         """The saved prior; None when there is none, or when it is of an older format (logged: refit it)."""
         if not path.exists():
             return None
@@ -118,4 +121,5 @@ class RelationPrior:
                 return None
             return cls(keys=meta["keys"], weights=data["weights"], bias=data["bias"],
                        temperature=meta["temperature"], weight=meta["weight"],
-                       mention_penalty=meta.get("mention_penalty", 0.0), answer_threshold=meta.get("answer_threshold"), abstain_threshold=meta.get("abstain_threshold"))
+                       mention_penalty=meta.get("mention_penalty", 0.0), answer_threshold=meta.get("answer_threshold"),
+                       abstain_threshold=meta.get("abstain_threshold"))

@@ -76,19 +76,22 @@ class Retriever:
         filters = [sorted({name for e in linked for name in e.names}) or None for linked in links]
         rerank = self.relations is not None and any(filters)
         start = time.perf_counter()
-        masked = [mask_mention(q, mention) for q, linked in zip(queries, links) for mention in linked] if rerank else []
+        masked = ([mask_mention(q, mention) for q, linked in zip(queries, links, strict=True) for mention in linked]
+                  if rerank else [])
         vectors = self.encoder.encode([strip_brackets(q) for q in queries] + masked)  # (Q + M, H): one pass
         readings = self._readings(vectors[len(queries) :], links) if rerank else []
         vectors = vectors[: len(queries)]  # (Q, H)
         self.observe("embed", time.perf_counter() - start)
         start = time.perf_counter()
-        hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k, [FactFilter.touching(f) for f in filters])
+        hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k,
+                                 [FactFilter.touching(f) for f in filters])
         self.observe("search", time.perf_counter() - start)
         results = []
-        for i, (query, found, names) in enumerate(zip(queries, hits, filters)):
+        for i, (query, found, names) in enumerate(zip(queries, hits, filters, strict=True)):
             scores = self._rescore(found, links[i], readings[i]) if rerank and names else [h.score for h in found]
             order = np.argsort(-np.asarray(scores), kind="stable")[:k]
-            results.append(SearchResult(query, self._facts([found[j] for j in order], [scores[j] for j in order]), links[i]))
+            results.append(SearchResult(query, self._facts([found[j] for j in order], [scores[j] for j in order]),
+                                        links[i]))
         return results
 
     def relation_vectors(self, queries: list[str]) -> np.ndarray:
@@ -120,5 +123,5 @@ class Retriever:
         return [
             RetrievedFact(id=h.id, subject=h.payload["subject"], relation=h.payload["relation"],
                           object=h.payload["object"], text=h.payload["text"], cosine=h.score, score=s, prior=p)
-            for h, s, p in zip(hits, scores, priors)
+            for h, s, p in zip(hits, scores, priors, strict=True)
         ]

@@ -12,7 +12,8 @@ class RetrieverSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KGRAG_RETRIEVER_", extra="ignore")
 
     environment: str = Field("development", description="anything but 'development' turns on the start-up safety check")
-    api_key: SecretStr | None = Field(None, description="Bearer key for the API (health, readiness and metrics stay open)")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key for the API (health, readiness and metrics stay open)")
     host: str = "127.0.0.1"
     port: int = 8001
     data_dir: Path = Field(Path("var/data"), description="Qdrant Edge data directory (embedded store)")
@@ -43,8 +44,9 @@ class RetrieverSettings(BaseSettings):
     max_paths_per_chain: int = Field(20000, ge=1)
     answers: int = Field(500, ge=1, description="answers a path search returns at most")
     max_answers: int = Field(1000, ge=1)
-    answer_threshold: float | None = Field(None, ge=0, le=1, description="P(answer) an entity needs to be in the answer "
-                                           "set; unset: the fitted prior's (chosen on held-out questions), else 0.5")
+    answer_threshold: float | None = Field(
+        None, ge=0, le=1, description="P(answer) an entity needs to be in the answer set; unset: the fitted prior's "
+        "(chosen on held-out questions), else 0.5")
     abstain_threshold: float | None = Field(None, ge=0, le=1, description="support under which a question is 'not in "
                                             "the graph'; unset: the fitted prior's, else 0 (never on support alone)")
     encoder_bf16: bool | None = Field(None, description="bf16 autocast for the encoder's batches; unset: on where bf16 "

@@ -119,13 +119,15 @@ class EdgeStore:
         present = set(self._shard.info().payload_schema)
         for field in INDEXED_FIELDS:
             if field not in present:
-                self._shard.update(self._qe.UpdateOperation.create_field_index(field, self._qe.PayloadSchemaType.Keyword))
+                self._shard.update(
+                    self._qe.UpdateOperation.create_field_index(field, self._qe.PayloadSchemaType.Keyword))
 
     def _filter(self, fact_filter: FactFilter | None):
         return None if fact_filter is None else _build_filter(self._qe, fact_filter)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
-        points = [self._qe.Point(pid, vec, payload) for pid, vec, payload in zip(ids, vectors.tolist(), payloads)]
+        points = [self._qe.Point(pid, vec, payload)
+                  for pid, vec, payload in zip(ids, vectors.tolist(), payloads, strict=True)]
         with self._write_lock:
             self._call(self._shard.update, self._qe.UpdateOperation.upsert_points(points))
 
@@ -241,7 +243,7 @@ class ServerStore:
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
         points = [self._m.PointStruct(id=pid, vector=vec, payload=payload)
-                  for pid, vec, payload in zip(ids, vectors.tolist(), payloads)]
+                  for pid, vec, payload in zip(ids, vectors.tolist(), payloads, strict=True)]
         self._call(self._client.upsert, self.collection, points=points, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:

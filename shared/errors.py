@@ -165,7 +165,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         code = {400: "bad_request", 401: "unauthorized", 404: "not_found",
                 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(request_id_of(request), exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        return error_response(request_id_of(request), exc.status_code, code, str(exc.detail),
+                              headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

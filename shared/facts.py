@@ -58,7 +58,8 @@ class Triple:
         return fact_sentence(self.subject, self.relation, self.object)
 
     def payload(self) -> dict[str, str]:
-        """What the store keeps; a kind is written only when it is not ENTITY (stores from before kinds read the same)."""
+        """What the store keeps; a kind is written only when it is not ENTITY (stores from before kinds read the
+        same)."""
         kinds = {f"{end}_kind": kind for end, kind in (("subject", self.subject_kind), ("object", self.object_kind))
                  if kind != ENTITY}
         return {"subject": self.subject, "relation": self.relation, "object": self.object, "text": self.text, **kinds}

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 
-
 # OpenMP threads that spin while they wait starve the other service on a small CPU (MiniLM on 2
 # threads beside a busy neighbour: 37 -> 258 facts/s once they sleep), so both sleep when idle, but
 # spin briefly first (libgomp, torch's OpenMP on Linux; 10,000 spins, about 0.1 ms): a forward pass
@@ -43,7 +42,7 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         prefix = "KGRAG_RETRIEVER_" if self.module.startswith("retriever") else "KGRAG_GENERATOR_"
         env = {**OPENMP_ENV, **os.environ, "HF_HUB_OFFLINE": "1", f"{prefix}HOST": self.host,
                f"{prefix}PORT": str(self.port), **self.env}
@@ -100,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     services = [retriever]
     if not args.no_generator:
         services.append(ServiceProcess("generator_service", args.generator_port,
-                                       {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url}, args.log_dir / "generator.log"))
+                                       {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url},
+                                       args.log_dir / "generator.log"))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         for service in services:
             service.start().wait_ready()
-            print(f"{service.module} ready at {service.url} (docs: {service.url}/docs, log: {service.log_path})", flush=True)
+            print(f"{service.module} ready at {service.url} (docs: {service.url}/docs, log: {service.log_path})",
+                  flush=True)
         while all(s.proc.poll() is None for s in services):
             time.sleep(0.5)
         print("a service exited; stopping the others", file=sys.stderr)

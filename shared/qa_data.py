@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _BRACKETED = re.compile(r"\[([^\]]+)\]")
-METAQA_DIR = Path(os.environ.get("KGRAG_METAQA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "metaqa"))
+METAQA_DIR = Path(os.environ.get("KGRAG_METAQA_DIR",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data" / "metaqa"))
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def read_questions(path: Path) -> list[Question]:
     if qtype_path.exists():
         with open(qtype_path, encoding="utf-8", newline="") as fh:
             qtypes = [line.strip() for line in fh if line.strip()]
-    return [Question(q, tuple(a.split("|")), t) for (q, a), t in zip(rows, qtypes)]
+    return [Question(q, tuple(a.split("|")), t) for (q, a), t in zip(rows, qtypes, strict=True)]
 
 
 def metaqa_split(hops: int, split: str, data_dir: Path = METAQA_DIR) -> list[Question]:

@@ -11,7 +11,8 @@ class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, json_schema_extra=NON_BLANK,
                        description="the question; a [bracketed] entity is taken as a hint")
     k: Count | None = Field(None, description="how many facts (default: the service's default_k)")
-    link: StrictBool = Field(True, description="restrict to facts touching linked entities; false is plain dense search")
+    link: StrictBool = Field(
+        True, description="restrict to facts touching linked entities; false is plain dense search")
 
 
 class BatchSearchRequest(BaseModel):

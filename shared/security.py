@@ -41,7 +41,8 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = scope.get("state", {}).get("request_id")
-        response = error_response(request_id, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer ...)",
+        response = error_response(request_id, 401, "unauthorized",
+                                  "missing or wrong API key (Authorization: Bearer ...)",
                                   headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 

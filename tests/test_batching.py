@@ -48,13 +48,13 @@ def _scenario(wait_s: float, retrieval_s: list[float], max_items: int = 8, max_r
         batcher = _batcher(executor, sizes, wait_s, max_items, max_rows)
         batcher.start()
         try:
-            return await asyncio.gather(*(timed(batcher, item, s) for item, s in zip(items, retrieval_s)))
+            return await asyncio.gather(*(timed(batcher, item, s) for item, s in zip(items, retrieval_s, strict=True)))
         finally:
             await batcher.close()
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         start = time.perf_counter()
-        answers, done = zip(*asyncio.run(main()))
+        answers, done = zip(*asyncio.run(main()), strict=True)
         return list(answers), sizes, list(done)
 
 

@@ -46,7 +46,8 @@ DEV = [  # qtype, question, answers
 ]
 TEST = [("movie_to_director", "who is the director of [Up]", "Pete Docter"),
         ("director_to_movie", "what did [Spike Jonze] direct", "Her")]
-DEV_2HOP = [("actor_to_movie_to_director", "who directed the movies starred by [Tom Hanks]", "Robert Zemeckis|Penny Marshall"),
+DEV_2HOP = [("actor_to_movie_to_director", "who directed the movies starred by [Tom Hanks]",
+             "Robert Zemeckis|Penny Marshall"),
             ("director_to_movie_to_language", "what language are the films directed by [Jean-Pierre Jeunet] in",
              "French")]
 TEST_2HOP = [("actor_to_movie_to_director", "the films starred by [Tom Hanks] were directed by who",
@@ -160,7 +161,7 @@ def test_config_enumerations_ranges_help_and_saved_files(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     listed = capsys.readouterr().out
-    for key, default, doc in field_docs():
+    for key, _default, doc in field_docs():
         assert f"  {key}  " in listed and doc.split()[0] in listed, key
     saved_keys = {f"{section}.{key}" if section else key for section, key in _leaves(json.loads(saved.read_text()))}
     listed_keys = [key for key, _, _ in field_docs()]
@@ -392,7 +393,8 @@ def test_all_steps_end_to_end(tmp_path, metaqa_dir, tiny_base, retriever):
     run("student", further, retriever)
     lm = load_causal_lm(tmp_path / "models/further", cache_dir=tmp_path / "cache", device="cpu")
     assert lm.model.config.num_hidden_layers == 2
-    assert f"initialised from the student `{tmp_path / 'models/student'}`" in (tmp_path / "models/further/README.md").read_text()
+    assert (f"initialised from the student `{tmp_path / 'models/student'}`"
+            in (tmp_path / "models/further/README.md").read_text())
     again = tiny_config(tmp_path, metaqa_dir, tiny_base, 'eval.models=["student"]', 'eval.measure=["accuracy"]',
                         'eval.splits=["test"]')
     merged = run_evaluate(again, retriever)  # one model's accuracy again: the other rows and timings are kept

@@ -66,7 +66,8 @@ def test_chain_list_and_not_in_the_graph_questions_over_http(services):
     top = max(chain["paths"], key=lambda p: p["posterior"])
     assert [s["entity"] for s in top["steps"]] == ["Japan", "Tokyo"] and top["chain"] == "currency^-1/capital"
     neighbours = ask("Which countries border Germany?")
-    assert {a["name"] for a in neighbours["answers"]} == GERMANY_NEIGHBOURS and neighbours["answer"] in GERMANY_NEIGHBOURS
+    assert ({a["name"] for a in neighbours["answers"]} == GERMANY_NEIGHBOURS
+            and neighbours["answer"] in GERMANY_NEIGHBOURS)
     absent = ask("Who is the president of France?")
     assert absent["answer"] is None and absent["answers"] == [] and "France" in absent["note"]
 

@@ -8,7 +8,10 @@ from fastapi.testclient import TestClient
 
 from generator_service.batching import GenerationTimeout, QueueFull, ShuttingDown
 from generator_service.retriever_client import (
-    RetrieverAuthFailed, RetrieverMalformed, RetrieverRejected, RetrieverUnavailable,
+    RetrieverAuthFailed,
+    RetrieverMalformed,
+    RetrieverRejected,
+    RetrieverUnavailable,
 )
 from retriever_service.store import StoreError
 from shared.errors import ERROR_STATUSES, FAILURES, Failure, failure_of, install_error_handlers

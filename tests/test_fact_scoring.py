@@ -46,7 +46,7 @@ def test_prefix_is_shared_and_split_at_a_token_boundary(scorer):
     assert prompt.prefix == prompt.head + prompt.question
     assert prompt.head == scorer.build_prompt("Who?", FACTS[:1]).head  # the head does not depend on the question
     assert tok.decode(prompt.question) == f"Question: {QUESTION}\nFact:"
-    for fact, suffix in zip(FACTS, prompt.suffixes):
+    for fact, suffix in zip(FACTS, prompt.suffixes, strict=True):
         assert tok.decode(suffix).startswith(f" {fact}")
         assert tok.decode(suffix).endswith("Answer:")
         joint = tok.decode(prompt.prefix) + tok.decode(suffix)
@@ -70,7 +70,8 @@ def test_start_batch_equals_each_question_alone(scorer):
     questions = [QUESTION, "Where was Tom Hanks born?", "Capital?"]
     facts = [FACTS, FACTS[3:], FACTS[1:3]]
     state = scorer.start_batch(questions, facts)
-    alone = torch.cat([scorer.start(q, question_facts).hidden for q, question_facts in zip(questions, facts)])
+    alone = torch.cat([scorer.start(q, question_facts).hidden
+                       for q, question_facts in zip(questions, facts, strict=True)])
     torch.testing.assert_close(scorer.logprobs(state.hidden), scorer.logprobs(alone), atol=1e-4, rtol=0)
     stepped = scorer.step(state, torch.arange(state.hidden.shape[0]) + 5)  # one step on rows of different lengths
     prompt = scorer.build_prompt(questions[1], facts[1])

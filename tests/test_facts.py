@@ -8,7 +8,8 @@ from shared.facts import ENTITY, NODE, TEXT, Evidence, Triple, candidate_names, 
 def test_kinds_are_stored_only_when_not_entities_and_do_not_change_the_id():
     plain, node = Triple("A", "r", "B"), Triple("A", "r", "B", object_kind=NODE)
     assert "object_kind" not in plain.payload() and node.payload()["object_kind"] == NODE
-    assert plain.id == node.id and kind_of(node.payload(), "object") == NODE and kind_of(node.payload(), "subject") == ENTITY
+    assert (plain.id == node.id and kind_of(node.payload(), "object") == NODE
+            and kind_of(node.payload(), "subject") == ENTITY)
     with pytest.raises(ValueError):
         Triple("A", "r", "B", subject_kind="place")
     assert kind_of(Triple("A", "abstract", "long text", object_kind=TEXT).payload(), "object") == TEXT

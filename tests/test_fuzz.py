@@ -79,16 +79,21 @@ def _fuzz(schema, budget: settings) -> Counter:
         takes_input = bool(operation.body) or next(operation.iter_parameters(), None) is not None
         for mode in GenerationMode if takes_input else [GenerationMode.POSITIVE]:
             planned.add((operation.label, mode.value))
-
-            @budget
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def check(case) -> None:
-                case.call_and_validate()
-                checked[operation.label, mode.value] += 1  # counted once its response passed every check
-
-            check()
+            _check_cases(budget, operation.as_strategy(generation_mode=mode), (operation.label, mode.value), checked)
     assert planned and set(checked) == planned, f"no case checked for {sorted(planned - set(checked))}"
     return checked
+
+
+def _check_cases(budget: settings, strategy, key: tuple[str, str], checked: Counter) -> None:
+    """Call and validate each case the strategy draws, within the budget; count under key those that passed."""
+
+    @budget
+    @given(case=strategy)
+    def check(case) -> None:
+        case.call_and_validate()
+        checked[key] += 1  # counted once its response passed every check
+
+    check()
 
 
 def _report(capsys, service: str, checked: Counter, operations: set[str]) -> None:

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from generator_service.app import create_app
 from generator_service.rag import RagGenerator, RagRequest
+from generator_service.routers.answer import allowed_answers
 from generator_service.settings import GeneratorSettings
 from retriever_transport import FACTS, RetrieverTransport, running_retriever
-from generator_service.routers.answer import allowed_answers
 from shared.retriever_api import PathSearchResponse
 from tiny_lm import tiny_lm
 
@@ -168,7 +168,7 @@ def test_batch_is_one_retriever_call_and_matches_single_answers(client, switch, 
     assert [call.path for call in switch.calls] == ["/v1/paths/batch"]
     results = r.json()["results"]
     assert [res["question"] for res in results] == questions
-    for question, res in zip(questions, results):
+    for question, res in zip(questions, results, strict=True):
         _assert_marginal(res, rag, _paths(retriever, question, k=2))
         alone = client.post("/v1/answer", json={"question": question, "k": 2, "mode": "sequence"}).json()
         assert alone["answer"] == res["answer"]

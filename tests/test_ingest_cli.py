@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.ingest_bench import write_dump
 from retriever_service import ingest_cli
-from retriever_service.demo_kg import demo_triples, write_demo_kg
 from retriever_service.chains import NONE_KEY
+from retriever_service.demo_kg import demo_triples, write_demo_kg
+from retriever_service.readers import read_triples
 from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
-from bench.ingest_bench import write_dump
-from retriever_service.readers import read_triples
 from shared.facts import NODE, Triple, kind_of
 from shared.metrics import Metrics
 from tests.conftest import FIXTURES
@@ -36,7 +36,8 @@ def run(capsys, *argv):
 
 
 def test_load_twice_stores_each_fact_once_and_reports_bad_lines(tmp_path, capsys):
-    first = run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"), str(FIXTURES / "people.jsonl"))
+    first = run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"),
+                str(FIXTURES / "people.jsonl"))
     assert first["added"] == 14 and first["facts"] == 14 and first["skipped_lines"] == 4
     assert any("movies.txt:6" in e for e in first["errors"])
     second = run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"))
@@ -70,11 +71,13 @@ def test_demo_kg_covers_the_countries(tmp_path):
 
 def test_fit_relations_learns_which_relation_a_question_asks_for(tmp_path, capsys, encoder):
     run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"))
-    questions = [("who directed [Forrest Gump]", ["Robert Zemeckis"]), ("who is the director of [Big]", ["Penny Marshall"]),
+    questions = [("who directed [Forrest Gump]", ["Robert Zemeckis"]),
+                 ("who is the director of [Big]", ["Penny Marshall"]),
                  ("who directed [Up]", ["Pete Docter"]), ("who directed [Her]", ["Spike Jonze"]),
                  ("the film [Amélie] was directed by who", ["Jean-Pierre Jeunet"]),
                  ("who starred in [Forrest Gump]", ["Tom Hanks"]), ("who acted in [Big]", ["Tom Hanks"]),
-                 ("the movie [Forrest Gump] starred who", ["Tom Hanks"]), ("who appears in [Forrest Gump]", ["Tom Hanks"]),
+                 ("the movie [Forrest Gump] starred who", ["Tom Hanks"]),
+                 ("who appears in [Forrest Gump]", ["Tom Hanks"]),
                  ("who is in [Forrest Gump]", ["Tom Hanks"]),
                  ("which movies did [Tom Hanks] star in", ["Forrest Gump", "Cast Away", "Big"]),
                  ("what films did [Robert Zemeckis] direct", ["Forrest Gump", "Cast Away"]),
@@ -86,7 +89,8 @@ def test_fit_relations_learns_which_relation_a_question_asks_for(tmp_path, capsy
     assert report["questions"][str(path)] == len(questions) and report["unlabelled"] == 0  # all answerable here
     prior = RelationPrior.load(RetrieverSettings(data_dir=tmp_path).relation_prior_path)
     assert {"directed_by", "directed_by^-1", "starred_actors", "starred_actors^-1", NONE_KEY} <= set(prior.keys)
-    assert report["keys"] == len(prior.keys) and report["saved"] == str(RetrieverSettings(data_dir=tmp_path).relation_prior_path)
+    assert (report["keys"] == len(prior.keys)
+            and report["saved"] == str(RetrieverSettings(data_dir=tmp_path).relation_prior_path))
     state = RetrieverState(settings=RetrieverSettings(data_dir=tmp_path), encoder=encoder, metrics=Metrics("test"))
     try:
         # by cosine alone the second and third are answered with "Cast Away directed by Robert Zemeckis"

@@ -119,7 +119,8 @@ def test_a_bad_question_shows_the_services_message(page, question, code):
     sync_api.expect(page.locator("#result")).to_be_hidden()
 
 
-@pytest.mark.parametrize("status, code, hint", [(429, "overloaded", "busy"), (503, "retriever_unavailable", "not ready")])
+@pytest.mark.parametrize("status, code, hint",
+                         [(429, "overloaded", "busy"), (503, "retriever_unavailable", "not ready")])
 def test_refusals_are_shown_as_messages(page, status, code, hint):
     fulfill_with(page, status, {"error": {"code": code, "message": "try later", "details": []}, "request_id": "r1"},
                  {"retry-after": "3"})

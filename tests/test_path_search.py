@@ -20,8 +20,8 @@ from shared.facts import NODE, Triple
 from tests.conftest import FIXTURES
 
 KEYS = ["directed_by", "directed_by^-1", "starred_actors", "starred_actors^-1", "release_year", "release_year^-1",
-        "starred_actors^-1/directed_by", "starred_actors/starred_actors^-1", "directed_by/directed_by^-1/starred_actors",
-        "person function", NONE_KEY]
+        "starred_actors^-1/directed_by", "starred_actors/starred_actors^-1",
+        "directed_by/directed_by^-1/starred_actors", "person function", NONE_KEY]
 
 
 def prior_for(chain: str, dim: int, share: float = 0.9) -> RelationPrior:
@@ -88,7 +88,8 @@ def test_paths_are_simple_so_a_film_is_not_its_own_neighbour(world):
 
 
 def test_three_steps(world):
-    result = search(world, "who acted in the films by the director of Heat", "directed_by/directed_by^-1/starred_actors")
+    result = search(world, "who acted in the films by the director of Heat",
+                    "directed_by/directed_by^-1/starred_actors")
     _, graph = world
     assert answer_set(result) == graph.walk({"Heat"}, parse_chain(
         "directed_by/directed_by^-1/starred_actors")) == {"Tom Cruise", "Jamie Foxx", "Will Smith"}
@@ -139,13 +140,15 @@ def test_both_backends_give_the_same_paths(world, tmp_path, encoder):
     ingest_triples(triples(), encoder=encoder, store=other, entities=entities)
     twin = PathSearch(encoder, other, entities, None, tau=0.05)
     for question, chain in [("who directed the films Robert De Niro starred in", "starred_actors^-1/directed_by"),
-                            ("who acted in the films by the director of Heat", "directed_by/directed_by^-1/starred_actors")]:
+                            ("who acted in the films by the director of Heat",
+                             "directed_by/directed_by^-1/starred_actors")]:
         mine = search(world, question, chain)
         twin.prior = world[0].prior
         [theirs] = twin.search([question], 5, PathLimits())
         assert [p.path.id for p in mine.paths] == [p.path.id for p in theirs.paths]
         np.testing.assert_allclose([p.score for p in mine.paths], [p.score for p in theirs.paths], atol=1e-5)
-        assert [(a.name, round(a.prob, 6)) for a in mine.answers] == [(a.name, round(a.prob, 6)) for a in theirs.answers]
+        assert ([(a.name, round(a.prob, 6)) for a in mine.answers]
+                == [(a.name, round(a.prob, 6)) for a in theirs.answers])
     other.close()
 
 
@@ -159,7 +162,8 @@ def paths_api(tmp_path_factory, encoder):
 
     settings = RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("api"), max_path_beam=8)
     with TestClient(create_app(settings, encoder=encoder)) as client:
-        facts = [{"subject": t.subject, "relation": t.relation, "object": t.object} for t in read_triples(FIXTURES / "films.txt")]
+        facts = [{"subject": t.subject, "relation": t.relation, "object": t.object}
+                 for t in read_triples(FIXTURES / "films.txt")]
         assert client.post("/v1/facts", json={"facts": facts}).status_code == 200
         yield client
 
@@ -182,8 +186,10 @@ def test_paths_endpoint_replies_with_documents_answers_and_verdict(paths_api):
 
 @pytest.mark.parametrize("options, code", [
     ({"hops": 4}, "invalid_request"), ({"hops": 0}, "invalid_request"), ({"beam": 9}, "beam_out_of_range"),
-    ({"facts_per_step": 5001}, "facts_per_step_out_of_range"), ({"paths_per_chain": 20001}, "paths_per_chain_out_of_range"),
-    ({"max_answers": 1001}, "max_answers_out_of_range"), ({"k": 101}, "k_out_of_range"), ({"hops": "2"}, "invalid_request"),
+    ({"facts_per_step": 5001}, "facts_per_step_out_of_range"),
+    ({"paths_per_chain": 20001}, "paths_per_chain_out_of_range"),
+    ({"max_answers": 1001}, "max_answers_out_of_range"), ({"k": 101}, "k_out_of_range"),
+    ({"hops": "2"}, "invalid_request"),
 ])
 def test_out_of_range_hops_and_caps_are_422(paths_api, options, code):
     r = paths_api.post("/v1/paths", json={"query": "When was Heat released?", **options})

@@ -141,7 +141,7 @@ def test_posteriors_sum_to_one_and_follow_bayes(gen, options):
     [result] = gen.generate([replace(REQUEST, **options)])
     assert [share.index for share in result.facts] == list(range(len(FACTS)))
     assert math.fsum(math.exp(share.log_posterior) for share in result.facts) == pytest.approx(1.0, abs=1e-5)
-    for share, prior in zip(result.facts, PRIORS):
+    for share, prior in zip(result.facts, PRIORS, strict=True):
         assert _close(share.log_prior, prior, 1e-6)
         assert _close(share.log_posterior, share.log_prior + share.log_likelihood - result.log_prob)
     joint = [share.log_prior + share.log_likelihood for share in result.facts]
@@ -216,7 +216,7 @@ def test_batched_generate_equals_each_alone(gen):
     requests = [REQUEST, *OTHERS, REQUEST]
     batched = gen.generate(requests)
     assert len(batched) == len(requests)
-    for request, result in zip(requests, batched):
+    for request, result in zip(requests, batched, strict=True):
         _assert_same(result, gen.generate([request])[0])
     assert gen.generate([]) == []
 

@@ -6,8 +6,18 @@ import pytest
 
 from retriever_service.rdf_rules import DEFAULT_NODE_PATTERN, Role, RulesError, dbpedia_rules, load_rules
 from retriever_service.rdf_terms import (
-    XSD, class_name, curie, expand, language_ok, language_rank, looks_like_identifier, node_name,
-    render_literal, resource_name, split_passages, url_name,
+    XSD,
+    class_name,
+    curie,
+    expand,
+    language_ok,
+    language_rank,
+    looks_like_identifier,
+    node_name,
+    render_literal,
+    resource_name,
+    split_passages,
+    url_name,
 )
 
 DBD = "http://dbpedia.org/datatype/"

@@ -86,7 +86,8 @@ def test_fact_ids_are_deterministic_and_distinct():
 def test_answer_candidates_leave_out_the_question_entity():
     from shared.facts import answer_candidates
 
-    facts = [{"subject": "Big", "object": "Tom Hanks", "prior": 0.7}, {"subject": "Big", "object": "1988", "prior": 0.3}]
+    facts = [{"subject": "Big", "object": "Tom Hanks", "prior": 0.7},
+             {"subject": "Big", "object": "1988", "prior": 0.3}]
     assert answer_candidates(facts, {"Big"}) == ["Tom Hanks", "1988"]
     assert answer_candidates(facts, set()) == ["Tom Hanks", "Big", "1988"]
     assert answer_candidates([{"subject": "A", "object": "A", "prior": 1.0}], {"A"}) == ["A"]

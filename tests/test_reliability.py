@@ -172,7 +172,8 @@ def test_retriever_killed_under_load(services, capsys):
     down = [h for h in hits if h.status != 200]
     first_503 = min(h.started + h.seconds for h in down) - killed
     _report(capsys, f"retriever killed: {Counter(h.status for h in hits)}; first 503 {first_503:.2f} s after the "
-                    f"kill, slowest 503 {max(h.seconds for h in down):.2f} s, restart took {restarted - killed - 2:.1f} s, "
+                    f"kill, slowest 503 {max(h.seconds for h in down):.2f} s, "
+                    f"restart took {restarted - killed - 2:.1f} s, "
                     f"answers {recovery_s:.2f} s after it")
     assert down and all(h.status == 503 and h.code == "retriever_unavailable" and h.retry_after for h in down)
     assert max(h.seconds for h in down) < 5  # KGRAG_GENERATOR_RETRIEVER_READ_TIMEOUT_S

@@ -91,7 +91,8 @@ def test_bad_search_input_is_a_422_json_error(client, body, code):
 
 def test_bad_facts_are_rejected_and_nothing_is_lost(client):
     before = client.get("/v1/stats").json()["facts"]
-    bad = {"facts": [{"subject": "A", "relation": "r", "object": "B"}, {"subject": " ", "relation": "r", "object": "C"}]}
+    bad = {"facts": [{"subject": "A", "relation": "r", "object": "B"},
+                     {"subject": " ", "relation": "r", "object": "C"}]}
     r = client.post("/v1/facts", json=bad)
     assert r.status_code == 422 and r.json()["error"]["code"] == "malformed_fact"
     assert client.post("/v1/facts", json={"facts": [{"subject": "A"}]}).status_code == 422
@@ -120,6 +121,6 @@ def test_store_down_gives_503_not_500(tmp_path, encoder):
 def test_single_query_path_gives_the_batch_vector(encoder):
     texts = ["What is the capital of France?", "a", "who directed forrest gump and which year was it released"]
     together = encoder.encode(texts)
-    for text, row in zip(texts, together):
+    for text, row in zip(texts, together, strict=True):
         alone = encoder.encode([text])[0]
         assert float(alone @ row) > 0.9999

@@ -160,8 +160,8 @@ def _scored_facts(paths: list[ScoredPath]) -> list[ScoredFact]:
                 seen.prior += path.prior
                 seen.posterior += path.posterior
             else:
-                facts[fact.id] = ScoredFact(id=fact.id, subject=fact.subject, relation=fact.relation, object=fact.object,
-                                            text=fact.text, score=path.score, prior=path.prior,
+                facts[fact.id] = ScoredFact(id=fact.id, subject=fact.subject, relation=fact.relation,
+                                            object=fact.object, text=fact.text, score=path.score, prior=path.prior,
                                             likelihood=path.likelihood, posterior=path.posterior)
     return list(facts.values())
 

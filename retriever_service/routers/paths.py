@@ -9,7 +9,11 @@ from retriever_service.dependencies import State, check_k, check_queries, store_
 from retriever_service.path_replies import path_limits, search_replies
 from shared.errors import ServiceError
 from shared.retriever_api import (
-    BatchPathSearchRequest, BatchPathSearchResponse, PathOptions, PathSearchRequest, PathSearchResponse,
+    BatchPathSearchRequest,
+    BatchPathSearchResponse,
+    PathOptions,
+    PathSearchRequest,
+    PathSearchResponse,
 )
 
 router = APIRouter(prefix="/v1", tags=["paths"])
@@ -26,7 +30,8 @@ def paths(body: PathSearchRequest, state: State) -> PathSearchResponse:
 def paths_batch(body: BatchPathSearchRequest, state: State) -> BatchPathSearchResponse:
     """Many queries with the same options, searched together (one store call per chain step)."""
     if len(body.queries) > state.settings.max_batch:
-        raise ServiceError(422, "batch_too_large", f"{len(body.queries)} queries; the limit is {state.settings.max_batch}")
+        raise ServiceError(422, "batch_too_large",
+                           f"{len(body.queries)} queries; the limit is {state.settings.max_batch}")
     return BatchPathSearchResponse(results=_run(state, body.queries, body))
 
 

@@ -8,7 +8,12 @@ from retriever_service.dependencies import State, check_k, check_queries, store_
 from retriever_service.retrieval import SearchResult
 from shared.errors import ServiceError
 from shared.retriever_api import (
-    BatchSearchRequest, BatchSearchResponse, FactOut, LinkedEntityOut, SearchRequest, SearchResponse,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    FactOut,
+    LinkedEntityOut,
+    SearchRequest,
+    SearchResponse,
 )
 
 router = APIRouter(prefix="/v1", tags=["search"])
