@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,10 +55,19 @@ class Failure:
         return error_response(request_id, self.status, self.code, self.message.format(exc=exc), headers=self.headers)
 
 
+class _Refusal(Protocol):
+    """What an upstream refusal carries (generator_service.retriever_client.RetrieverRejected)."""
+
+    status: int
+    code: str
+    retry_after: str | None
+
+
 def _passed_on(exc: BaseException) -> Failure:
     """An upstream service's refusal of a request (its status, code and Retry-After), passed on to the
     client: the client's request was at fault."""
-    return Failure(exc.status, exc.code, exc.retry_after)
+    refusal = cast(_Refusal, exc)  # FAILURES maps only RetrieverRejected here (shared/ imports neither service)
+    return Failure(refusal.status, refusal.code, refusal.retry_after)
 
 
 # Exception classes by module and name, so that shared/ imports neither service; a subclass is answered

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             service.start().wait_ready()
             print(f"{service.module} ready at {service.url} (docs: {service.url}/docs, log: {service.log_path})",
                   flush=True)
-        while all(s.proc.poll() is None for s in services):
+        while all(s.proc is not None and s.proc.poll() is None for s in services):
             time.sleep(0.5)
         print("a service exited; stopping the others", file=sys.stderr)
         return 1

@@ -9,12 +9,13 @@ from typing import Annotated
 
 from fastapi import FastAPI
 from pydantic import BeforeValidator, Field
+from pydantic.json_schema import JsonDict
 
 # A character that is not whitespace as str.strip() sees it (the endpoints' "not blank" check),
 # spelled out because regex dialects disagree on \s (ECMA's lacks \x1c-\x1f and \x85, has \ufeff).
 NON_BLANK_PATTERN = r"[^\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-NON_BLANK = {"pattern": NON_BLANK_PATTERN}  # json_schema_extra of a str field the endpoint checks
-NON_BLANK_ITEMS = {"items": {"type": "string", "pattern": NON_BLANK_PATTERN}}  # ... of a list[str] field
+NON_BLANK: JsonDict = {"pattern": NON_BLANK_PATTERN}  # json_schema_extra of a str field the endpoint checks
+NON_BLANK_ITEMS: JsonDict = {"items": {"type": "string", "pattern": NON_BLANK_PATTERN}}  # ... of a list[str] field
 
 
 def _no_coercion(value: object) -> object:
@@ -45,7 +46,7 @@ def document_limits(app: FastAPI, limits: Limits) -> None:
                         _merge(branch, keywords)
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 
 def _branches(prop: dict) -> list[dict]:
