@@ -120,13 +120,13 @@ class Batcher(Generic[T, R]):
         """The next batch (possibly empty, when all were cancelled), or None after close()."""
         first = self._carry if self._carry is not None else self._taken(await self._queue.get())
         self._carry = None
-        if first is _STOP:
+        if not isinstance(first, _Job):  # _STOP, queued by close()
             return None
         await self._await_arrivals(first.rows)
         batch, rows = [first], first.rows
         while len(batch) < self._max_items and not self._queue.empty():
             job = self._taken(self._queue.get_nowait())
-            if job is _STOP or rows + job.rows > self._max_rows:
+            if not isinstance(job, _Job) or rows + job.rows > self._max_rows:  # _STOP, or no room left
                 self._carry = job
                 break
             batch.append(job)

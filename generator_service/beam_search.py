@@ -147,7 +147,8 @@ class Beams:
         token ids (A, C; None: the column is the token): up to `width` that go on, and those among the
         first `width` that end at a stop token."""
         top = total.flatten().topk(min(2 * self.width, total.numel()))
-        alive, ended = [], []
+        alive: list[tuple] = []
+        ended: list[tuple] = []
         for rank, (score, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
             if score == -math.inf:
                 break

@@ -63,7 +63,7 @@ def load_causal_lm(
         raise
     except Exception as exc:  # transformers, safetensors and gguf raise many unrelated types
         raise ModelLoadError(f"cannot load causal LM from {source or 'the default'}: {exc}") from exc
-    model.to(torch_device).eval()
+    model.to(torch_device).eval()  # type: ignore[arg-type]  # transformers' wrapper of .to() is typed wrongly
     return LoadedLM(model=model, tokenizer=tokenizer, name=model_dir.name, device=torch_device, dtype=torch_dtype)
 
 

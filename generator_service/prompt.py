@@ -72,4 +72,5 @@ def render(tokenizer: PreTrainedTokenizerBase, instruction: str, user: str) -> s
         {"role": "assistant", "content": answer},
         {"role": "user", "content": user},
     ]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + ANSWER_CUE
+    # tokenize=False returns the text; transformers types the result as a union with the token ids
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + ANSWER_CUE  # type: ignore[operator]

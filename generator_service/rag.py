@@ -152,11 +152,13 @@ class _SequenceSearch:
         """The allowed next tokens of each row (its hypothesis's); None without a trie."""
         if self.trie is None:
             return None
-        return [tokens for beams in self.per_fact for tokens in beams.choices()]
+        return [tokens for beams in self.per_fact for tokens in beams.choices() or ()]  # all have self.trie
 
     def advance(self, logprobs: torch.Tensor, choices: torch.Tensor | None) -> tuple[torch.Tensor, list[list[int]]]:
         """As _TokenSearch.advance, each fact's beams on its own rows' log-probs (R, C) and choices (R, C)."""
-        rows, feeds, offset = [], [], 0
+        rows: list[torch.Tensor] = []
+        feeds: list[list[int]] = []
+        offset = 0
         for beams in self.per_fact:
             alive = len(beams.tokens)
             if alive:
@@ -171,7 +173,7 @@ class _SequenceSearch:
 
     def candidates(self) -> list[Hyp]:
         """The distinct finished hypotheses (by scored tokens) of every fact's best `width`."""
-        distinct = {}
+        distinct: dict[tuple[int, ...], Hyp] = {}
         for beams in self.per_fact:
             for hyp in beams.best(beams.width):
                 distinct.setdefault(tuple(hyp.ids), hyp)
@@ -198,9 +200,9 @@ class RagGenerator:
             _check(request)
         state = self.scorer.start_batch([r.question for r in requests], [r.facts for r in requests])
         searches = [self._search(request) for request in requests]
-        sequence = [i for i, search in enumerate(searches) if isinstance(search, _SequenceSearch)]
-        groups = [[i for i in sequence if (searches[i].trie is None) == free] for free in (True, False)]
-        first_row = torch.tensor([0] + [len(r.facts) for r in requests]).cumsum(0)  # (Q+1,)
+        sequence = {i: search for i, search in enumerate(searches) if isinstance(search, _SequenceSearch)}
+        groups = [[i for i, search in sequence.items() if (search.trie is None) == free] for free in (True, False)]
+        first_row = torch.tensor([0] + [len(r.facts) for r in requests]).cumsum(0).tolist()  # (Q+1,)
         prompts = [  # each group's prompt rows, kept for rescoring: unconstrained searches, then constrained ones
             (group, self.scorer.select_rows(state, torch.cat([torch.arange(first_row[i], first_row[i + 1])
                                                               for i in group])))
@@ -209,7 +211,7 @@ class RagGenerator:
         self._decode(state, searches)
         results = {i: self._token_result(s) for i, s in enumerate(searches) if isinstance(s, _TokenSearch)}
         for group, rows in prompts:
-            results.update(zip(group, self._rescore([searches[i] for i in group], rows), strict=True))
+            results.update(zip(group, self._rescore([sequence[i] for i in group], rows), strict=True))
         return [results[i] for i in range(len(requests))]
 
     def score(
@@ -238,13 +240,13 @@ class RagGenerator:
         _check(request)
         prompt = self.scorer.build_prompt(request.question, request.facts)
         trie = self._request_trie(request)
-        candidates = {}
+        candidates: dict[tuple[int, ...], Hyp] = {}
         for suffix in prompt.suffixes:
             ids = torch.tensor([prompt.prefix + suffix], device=self.scorer.device)  # (1, C)
             start = ids.shape[1]  # bound as the lambda's default: each fact's prompt has its own length
             allowed = None if trie is None else (lambda _, seq, start=start: trie.get(tuple(seq[start:].tolist()), []))
             beams = {"num_beams": request.num_beams, "length_penalty": 0.0} if request.num_beams > 1 else {}
-            out = self.lm.model.generate(
+            out = self.lm.model.generate(  # type: ignore[operator]  # PreTrainedModel does not declare generate
                 ids, attention_mask=torch.ones_like(ids), max_new_tokens=_max_steps(request, trie), do_sample=False,
                 eos_token_id=sorted(self.stop_ids), pad_token_id=self.eos_id, prefix_allowed_tokens_fn=allowed, **beams,
             )  # (1, C + N)
@@ -282,7 +284,7 @@ class RagGenerator:
             rows, feeds, offset = [], [], 0
             for search, (logprobs, choices) in zip(searches, self._step_logprobs(state, searches), strict=True):
                 count = search.rows
-                if count:
+                if logprobs is not None:  # None: a finished search, no rows
                     parents, extensions = search.advance(logprobs, choices)  # (N,), N lists
                     rows.append(parents + offset)
                     feeds.extend(extensions)
@@ -300,7 +302,9 @@ class RagGenerator:
         """Each search's next-token log-probs, for its rows of state in order: (rows, V) without a trie;
         under one, (rows, C) over each row's allowed tokens, with their ids (rows, C); None for a finished
         search. All the rows of one kind share one projection."""
-        spans, vocab_rows, choice_rows, choices, offset = [], [], [], [], 0
+        vocab_rows: list[int] = []
+        choice_rows: list[int] = []
+        spans, choices, offset = [], [], 0
         for search in searches:
             span, allowed = list(range(offset, offset + search.rows)), search.choices()
             (vocab_rows if allowed is None else choice_rows).extend(span)
@@ -312,7 +316,8 @@ class RagGenerator:
             vocab = self.scorer.logprobs(state.hidden[torch.tensor(vocab_rows, device=device)])  # (R_v, V)
         if choice_rows:
             chosen, ids = self.scorer.choice_logprobs(state.hidden[torch.tensor(choice_rows, device=device)], choices)
-        out, v, c = [], 0, 0
+        out: list[tuple[torch.Tensor | None, torch.Tensor | None]] = []
+        v = c = 0
         for count, constrained in spans:
             if not count:
                 out.append((None, None))  # a finished search: nothing to score
@@ -331,16 +336,19 @@ class RagGenerator:
         """Rescore every search's candidates under all of its facts (one batch for all), keep each best.
         The searches are all constrained (each candidate scored within its trie) or none is."""
         candidates = [search.candidates() for search in searches]
-        rows, continuations, offset = [], [], 0  # rows into prompts: each search's K facts, search after search
+        rows, offset = [], 0  # rows into prompts: each search's K facts, search after search
+        continuations: list[list[int]] = []
         for search, hyps in zip(searches, candidates, strict=True):
             k = search.prior.numel()
             rows.append(torch.arange(offset, offset + k).repeat_interleave(len(hyps)))  # fact-major, (K*N,)
             continuations.extend(hyp.ids for _ in range(k) for hyp in hyps)
             offset += k
-        choices = None  # one list per continuation token: the allowed tokens after the tokens before it
+        choices: list[list[list[int]]] | None = None  # per continuation token: the allowed tokens after those before
         if searches[0].trie is not None:
-            choices = [path_choices(s.trie, hyp.ids) for s, hyps in zip(searches, candidates, strict=True) for _ in
-                       range(s.prior.numel()) for hyp in hyps]
+            choices = []
+            for s, hyps in zip(searches, candidates, strict=True):
+                assert s.trie is not None  # all constrained (above)
+                choices.extend(path_choices(s.trie, hyp.ids) for _ in range(s.prior.numel()) for hyp in hyps)
         token_lp, mask = self.scorer.continuation_logprobs(prompts, torch.cat(rows), continuations, choices)
         results, start = [], 0
         for search, hyps in zip(searches, candidates, strict=True):
@@ -366,7 +374,8 @@ class RagGenerator:
             FactShare(k, float(prior[0, k]), float(loglik[0, k]), float(posterior[k])) for k in range(prior.shape[1])
         ]
         return RagResult(
-            answer=self.lm.tokenizer.decode(answer.tokens, skip_special_tokens=True).strip(),
+            # decode() of one sequence is a str, typed str | list[str] by transformers
+            answer=self.lm.tokenizer.decode(answer.tokens, skip_special_tokens=True).strip(),  # type: ignore[union-attr]
             token_ids=ids,
             log_prob=float(sequence_marginal(prior, loglik)[0]),
             facts=shares,

@@ -55,7 +55,7 @@ class SearchCoalescer:
         results = await asyncio.gather(*(search.future for search in group), return_exceptions=True)
         if failed := next((r for r in results if isinstance(r, BaseException)), None):
             raise failed
-        return results
+        return [r for r in results if not isinstance(r, BaseException)]  # all of them: none failed
 
     async def _send_all(self, key: Options) -> None:
         """Send the waiting searches of these options, a batch per call, until none is left."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypedDict
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -49,6 +50,16 @@ class GeneratorMetrics:
         )
 
 
+class _BatchLimits(TypedDict):
+    """The Batcher arguments the answer and score queues share."""
+
+    executor: Executor
+    queue_size: int
+    max_items: int
+    max_rows: int
+    wait_s: float
+
+
 @dataclass(frozen=True)
 class ScoreJob:
     question: str
@@ -68,8 +79,8 @@ class GeneratorState:
         self.searches = SearchCoalescer(retriever, max_batch=settings.batch_size)  # concurrent searches, one call
         self.load_error: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        limits = dict(executor=self._executor, queue_size=settings.queue_size, max_items=settings.batch_size,
-                      max_rows=settings.max_batch_rows, wait_s=settings.batch_wait_ms / 1000)
+        limits = _BatchLimits(executor=self._executor, queue_size=settings.queue_size, max_items=settings.batch_size,
+                              max_rows=settings.max_batch_rows, wait_s=settings.batch_wait_ms / 1000)
         self.answers: Batcher[RagRequest, RagResult] = Batcher(self._generate, lambda request: request.rows, **limits)
         self.scores: Batcher[ScoreJob, RagResult] = Batcher(self._score, lambda job: job.rows, **limits)
         metrics.queue_size.set_function(lambda: self.answers.pending + self.scores.pending)
@@ -99,6 +110,7 @@ class GeneratorState:
         log.info("model %s loaded in %.1fs", self.generator.name, time.perf_counter() - start)
 
     def _generate(self, requests: list[RagRequest]) -> list[RagResult]:
+        assert self.generator is not None  # the routes refuse requests (503) until the model is loaded
         start = time.perf_counter()
         results = self.generator.generate(requests)
         elapsed = time.perf_counter() - start
@@ -110,4 +122,5 @@ class GeneratorState:
         return results
 
     def _score(self, jobs: list[ScoreJob]) -> list[RagResult]:
+        assert self.generator is not None  # as in _generate
         return [self.generator.score(job.question, job.facts, job.log_priors, job.answer) for job in jobs]

@@ -25,7 +25,8 @@ async def readyz(state: State, request_id: RequestId):
     try:
         await state.retriever.check_ready(request_id)
     except RetrieverUnavailable as exc:
-        return error_response(request_id, 503, "not_ready", str(exc), headers=failure_of(exc).headers)
+        failure = failure_of(exc)  # RetrieverUnavailable has one (FAILURES)
+        return error_response(request_id, 503, "not_ready", str(exc), headers=failure.headers if failure else None)
     return {"status": "ready", "model": state.generator.name, "queued": state.answers.pending + state.scores.pending}
 
 
