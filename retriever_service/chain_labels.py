@@ -43,7 +43,8 @@ def label_question(graph: KGGraph, topics: Iterable[str], answers: Iterable[str]
     end (a missing triple) may still share its answer with the topic's own director."""
     starts = set(topics)
     gold = {fold(a) for a in answers}
-    best, keys, shortest = 0.0, set(), 0
+    keys: set[str] = set()
+    best, shortest = 0.0, 0
     for chain, reached in graph.chains_from(starts, hops or MAX_HOPS, MAX_FRONTIER):
         if hops is not None and len(chain) != hops:
             continue

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pycountry
 from countryinfo import all_countries
 
 from shared.facts import Triple
+
+if TYPE_CHECKING:
+    from countryinfo.countryinfo import CountryInfoDict
 
 
 def _language_name(code: str) -> str:
@@ -26,7 +30,7 @@ def _currency_name(code: str) -> str:
     return cur.name if cur else code
 
 
-def _country_triples(info: dict, names_by_code: dict[str, str]) -> Iterator[Triple]:
+def _country_triples(info: CountryInfoDict, names_by_code: dict[str, str]) -> Iterator[Triple]:
     name = info["name"]
     scalar = {
         "capital": info.get("capital"),

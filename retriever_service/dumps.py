@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 COMPRESSIONS = {".bz2": "bz2", ".gz": "gzip", ".xz": "xz"}
 
@@ -34,10 +34,10 @@ class DumpFile:
         self.path = Path(path)
         self.size = self.path.stat().st_size
         self.compression = split_compression(self.path)[1]
-        self._raw: BinaryIO = open(self.path, "rb")
-        self._stream: BinaryIO = self._decompressor()
+        self._raw: io.BufferedReader = open(self.path, "rb")
+        self._stream: io.BufferedIOBase = self._decompressor()
 
-    def _decompressor(self) -> BinaryIO:
+    def _decompressor(self) -> io.BufferedIOBase:
         if self.compression == "bz2":
             return bz2.BZ2File(self._raw)
         if self.compression == "gzip":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from shared.precision import resolve_bf16
 
@@ -44,7 +44,7 @@ def bundled_model_dir() -> Path:
 @dataclass
 class Encoder:
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     bf16: bool
     name: str = ENCODER_NAME
     dim: int = 384

@@ -43,7 +43,11 @@ def score_result(result: PathSearchResult, answers: tuple[str, ...]) -> PathScor
     return PathScore(top in gold, reach, result.support, probs, gold)
 
 
-def best_answer_threshold(scores: list[PathScore], grid=tuple(i / 20 for i in range(1, 20))) -> tuple[float, float]:
+ANSWER_THRESHOLD_GRID = tuple(i / 20 for i in range(1, 20))
+
+
+def best_answer_threshold(scores: list[PathScore],
+                          grid: tuple[float, ...] = ANSWER_THRESHOLD_GRID) -> tuple[float, float]:
     """(threshold, mean F1) maximising the mean answer-set F1 over answerable questions."""
     answerable = [s for s in scores if s.gold]
     if not answerable:

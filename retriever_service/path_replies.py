@@ -29,7 +29,7 @@ def search_replies(search: PathSearch, settings: RetrieverSettings, queries: lis
                    options: PathOptions) -> list[PathSearchResponse]:
     """Path search for the queries, as the service replies (k and bounds from the options, else the settings)."""
     k, limits = options.k or settings.default_k, path_limits(settings, options)
-    answer_t, abstain_t = thresholds(settings, search.prior)
+    answer_t, abstain_t = thresholds(settings, search.chain_prior)
     return [to_reply(r, k, limits.max_hops, settings.tau, answer_t, abstain_t)
             for r in search.search(queries, k, limits)]
 

@@ -166,11 +166,18 @@ class PathSearch:
         self._parsed: tuple[list[str], dict[int, Chain]] | None = None
 
     @property
+    def chain_prior(self) -> RelationPrior:
+        """The prior, which a search needs (`prior` may be set after construction)."""
+        if self.prior is None:
+            raise RuntimeError("the path search has no chain prior")
+        return self.prior
+
+    @property
     def _chains(self) -> dict[int, Chain]:
         """The prior's chains by column (NONE_KEY left out), parsed once per list of keys."""
-        if self._parsed is None or self._parsed[0] is not self.prior.keys:
-            self._parsed = (self.prior.keys,
-                            {i: parse_chain(k) for i, k in enumerate(self.prior.keys) if k != NONE_KEY})
+        keys = self.chain_prior.keys
+        if self._parsed is None or self._parsed[0] is not keys:
+            self._parsed = (keys, {i: parse_chain(k) for i, k in enumerate(keys) if k != NONE_KEY})
         return self._parsed[1]
 
     def search(self, queries: list[str], k: int, limits: PathLimits) -> list[PathSearchResult]:
@@ -178,7 +185,7 @@ class PathSearch:
         start = time.perf_counter()
         masked = [mask_mention(q, m) for q, linked in zip(queries, links, strict=True) for m in linked]
         vectors = self.encoder.encode([strip_brackets(q) for q in queries] + masked)  # (Q + M, H)
-        readings = np.split(self.prior.log_probs(vectors[len(queries):]),  # (sum M, R)
+        readings = np.split(self.chain_prior.log_probs(vectors[len(queries):]),  # (sum M, R)
                             np.cumsum([len(linked) for linked in links])[:-1])
         self.observe("embed", time.perf_counter() - start)
         cuts = [Cuts() for _ in queries]
@@ -196,7 +203,7 @@ class PathSearch:
         step leaves one of its names), from its reading (M, R); chains as likely as the last one kept are kept too
         (an unfitted prior ties them all: cosine decides among them)."""
         columns = [i for i, chain in self._chains.items() if len(chain) <= limits.max_hops]
-        out = []
+        out: list[ChainResult] = []
         for mention, row in enumerate(reading):
             starts = self.entities.steps_from(linked[mention].names)
             ranked = sorted((i for i in columns if tuple(self._chains[i][0]) in starts), key=lambda i: -row[i])
@@ -286,7 +293,7 @@ class PathSearch:
 
     def _chain_term(self, chain: ChainResult) -> float:
         """What a chain adds to its paths' mean cosine: weight * log p(c | x, m), less the penalty of m's rank."""
-        return self.prior.weight * chain.log_prob - self.prior.mention_penalty * chain.mention
+        return self.chain_prior.weight * chain.log_prob - self.chain_prior.mention_penalty * chain.mention
 
     def _support(self, chains: list[ChainResult], reading: np.ndarray) -> tuple[int | None, str | None, float]:
         """(best mention, its most likely chain, the prior's mass on its grounded chains). The mass is that of
@@ -295,12 +302,12 @@ class PathSearch:
         if not len(reading):
             return None, None, 0.0
         mention = chains[0].mention if chains else 0
-        fitted = reading[mention] * self.prior.temperature  # log-probs at temperature 1, up to a constant
+        fitted = reading[mention] * self.chain_prior.temperature  # log-probs at temperature 1, up to a constant
         fitted = fitted - np.logaddexp.reduce(fitted)
         best = max(self._chains, key=lambda i: fitted[i])
         column = {chain: i for i, chain in self._chains.items()}
         mass = sum(math.exp(fitted[column[c.chain]]) for c in chains if c.mention == mention)
-        return mention, self.prior.keys[best], float(mass)
+        return mention, self.chain_prior.keys[best], float(mass)
 
 
 def _answers(chains: list[ChainResult], scored: list[ScoredPath], limits: PathLimits,

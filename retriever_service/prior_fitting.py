@@ -186,7 +186,7 @@ def _grid_point(search, fitted, questions, rows, labels, limits, **values: float
 def _scores(search: PathSearch, questions: list[TrainingQuestion], rows: list[int], limits: PathLimits,
             k: int = 5, batch: int = 32) -> list[PathScore]:
     """Path search over the questions (brackets stripped), scored against their answers."""
-    scores = []
+    scores: list[PathScore] = []
     for start in range(0, len(rows), batch):
         chunk = [questions[i] for i in rows[start : start + batch]]
         results = search.search([q.text.replace("[", "").replace("]", "") for q in chunk], k, limits)

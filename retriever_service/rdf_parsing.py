@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import rdflib
 from rdflib.compat import decodeUnicodeEscape
-from rdflib.plugins.parsers.ntriples import W3CNTriplesParser, r_nodeid, r_tail, r_wspace
+from rdflib.plugins.parsers.ntriples import DummySink, W3CNTriplesParser, r_nodeid, r_tail, r_wspace
 
 from retriever_service.dumps import DumpFile
 
@@ -86,6 +86,10 @@ def parse_line(line: str, quads: bool = False) -> tuple[str, str, Term]:
     return s, _unescape(m.group(3)), o
 
 
+@overload
+def from_rdflib(term: rdflib.URIRef | rdflib.BNode) -> str: ...
+@overload
+def from_rdflib(term: rdflib.term.Node) -> Term: ...
 def from_rdflib(term: rdflib.term.Node) -> Term:
     if isinstance(term, rdflib.Literal):
         return Lit(str(term), term.language, str(term.datatype) if term.datatype else None)
@@ -94,7 +98,7 @@ def from_rdflib(term: rdflib.term.Node) -> Term:
     return str(term)
 
 
-class _NoSink:
+class _NoSink(DummySink):
     def triple(self, s, p, o) -> None:  # the statements are returned, not sent
         pass
 
@@ -190,4 +194,5 @@ def turtle_statements(dump: DumpFile, max_bytes: int = MAX_TURTLE_BYTES) -> Iter
     graph.parse(data=data, format="turtle", publicID=dump.path.resolve().as_uri())
     for subject in graph.subjects(unique=True):
         for p, o in graph.predicate_objects(subject):
-            yield Statement(from_rdflib(subject), str(p), from_rdflib(o), 0, 0)
+            # rdflib types a subject as any node; an RDF subject is an IRI or a blank node (a str)
+            yield Statement(from_rdflib(subject), str(p), from_rdflib(o), 0, 0)  # type: ignore[arg-type]

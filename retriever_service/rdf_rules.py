@@ -28,8 +28,9 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from retriever_service.rdf_terms import PREFIXES, expand, predicate_name
 
@@ -92,6 +93,10 @@ class RdfRules:
     prefer: tuple[tuple[str, str], ...] = ()  # (preferred, other) namespaces: other's duplicate values dropped
     rename: tuple[tuple[str, str], ...] = ()  # predicate IRI -> relation words
     node_pattern: str = DEFAULT_NODE_PATTERN  # local names of intermediate nodes (groups base, kind, n)
+    # Set by __post_init__, not arguments (left out of as_dict, ==, hash and repr): the caches and the pattern.
+    _roles: dict[str, Role] = field(init=False, repr=False, compare=False)
+    _relations: dict[str, str] = field(init=False, repr=False, compare=False)
+    _node_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
     def __post_init__(self) -> None:
         object.__setattr__(self, "_roles", {})  # predicate -> Role, filled as predicates are met
         object.__setattr__(self, "_relations", {})  # predicate -> relation words
@@ -108,7 +113,7 @@ class RdfRules:
 
     @property
     def node_re(self) -> re.Pattern[str]:
-        return self._node_re  # type: ignore[attr-defined]
+        return self._node_re
 
     def role(self, predicate: str) -> Role:
         """What a predicate (full IRI) is for; computed once per predicate."""
@@ -198,7 +203,7 @@ def load_rules(path: Path | None = None, **flags) -> RdfRules:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise RulesError(f"{path}: {exc}") from exc
     rules = rules_from_spec(spec, where=str(path or "defaults"))
-    changes = {k: (tuple(v) if k == "languages" else v) for k, v in flags.items() if v is not None}
+    changes: dict[str, Any] = {k: (tuple(v) if k == "languages" else v) for k, v in flags.items() if v is not None}
     return dataclasses.replace(rules, **changes) if changes else rules
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import rdflib
-from rdflib import Literal, URIRef
+from rdflib import Literal
 from tqdm import tqdm
 
 from retriever_service.checkpoints import InputMark, input_key
@@ -290,7 +290,7 @@ _LINE_PARSERS: dict[str, Callable[[str], Triple]] = {
 }
 
 
-def term_name(term: rdflib.term.Node, labels: dict[URIRef, str] | None = None) -> str:
+def term_name(term: rdflib.term.Node, labels: Mapping[rdflib.term.Node, str] | None = None) -> str:
     """A readable name: the label when known, else the URI's last segment, humanized (as relations are named)."""
     if isinstance(term, Literal):
         return str(term)

@@ -74,12 +74,13 @@ class Retriever:
         """Top-k facts for each query; `link=False` is plain dense search over all facts."""
         links = [self.entities.link(q) if link else [] for q in queries]
         filters = [sorted({name for e in linked for name in e.names}) or None for linked in links]
-        rerank = self.relations is not None and any(filters)
+        relations = self.relations if any(filters) else None  # reranks when any entity is linked
+        rerank = relations is not None
         start = time.perf_counter()
         masked = ([mask_mention(q, mention) for q, linked in zip(queries, links, strict=True) for mention in linked]
                   if rerank else [])
         vectors = self.encoder.encode([strip_brackets(q) for q in queries] + masked)  # (Q + M, H): one pass
-        readings = self._readings(vectors[len(queries) :], links) if rerank else []
+        readings = self._readings(relations, vectors[len(queries) :], links) if relations is not None else []
         vectors = vectors[: len(queries)]  # (Q, H)
         self.observe("embed", time.perf_counter() - start)
         start = time.perf_counter()
@@ -88,7 +89,8 @@ class Retriever:
         self.observe("search", time.perf_counter() - start)
         results = []
         for i, (query, found, names) in enumerate(zip(queries, hits, filters, strict=True)):
-            scores = self._rescore(found, links[i], readings[i]) if rerank and names else [h.score for h in found]
+            scores = (self._rescore(relations, found, links[i], readings[i]) if relations is not None and names
+                      else [h.score for h in found])
             order = np.argsort(-np.asarray(scores), kind="stable")[:k]
             results.append(SearchResult(query, self._facts([found[j] for j in order], [scores[j] for j in order]),
                                         links[i]))
@@ -99,23 +101,26 @@ class Retriever:
         topic when there is one): what the relation prior is fitted on."""
         return self.encoder.encode([mask_mention(q, next(iter(self.entities.link(q)), None)) for q in queries])
 
-    def _readings(self, masked: np.ndarray, links: list[list[LinkedEntity]]) -> list[np.ndarray]:
+    @staticmethod
+    def _readings(relations: RelationPrior, masked: np.ndarray, links: list[list[LinkedEntity]]) -> list[np.ndarray]:
         """log p(key | question read about mention m), (M, R) per query, from the vectors (sum M, H) of
         the question with each linked mention masked in turn, so that a title like "Tension" is not
         read with "actors" masked in "who are the actors in Tension" (the tag "actors" is an entity too)."""
-        log_probs = self.relations.log_probs(masked)  # (sum M, R)
+        log_probs = relations.log_probs(masked)  # (sum M, R)
         return np.split(log_probs, np.cumsum([len(linked) for linked in links])[:-1])
 
-    def _rescore(self, found: list[StoredHit], linked: list[LinkedEntity], log_probs: np.ndarray) -> list[float]:
+    @staticmethod
+    def _rescore(relations: RelationPrior, found: list[StoredHit], linked: list[LinkedEntity],
+                 log_probs: np.ndarray) -> list[float]:
         """cosine + weight * log p(key | question), read about the linked mention the fact touches
         (the best reading when it touches several)."""
         names = [set(m.names) for m in linked]  # once per query, not per candidate (rerank_pool of them)
         scores = []
         for hit in found:
             ends = {hit.payload["subject"], hit.payload["object"]}
-            terms = [self.relations.log_prob(relation_key(hit.payload, mention), log_probs[j])
+            terms = [relations.log_prob(relation_key(hit.payload, mention), log_probs[j])
                      for j, mention in enumerate(names) if not ends.isdisjoint(mention)]
-            scores.append(hit.score + self.relations.weight * max(terms))
+            scores.append(hit.score + relations.weight * max(terms))
         return scores
 
     def _facts(self, hits: list[StoredHit], scores: list[float]) -> list[RetrievedFact]:
