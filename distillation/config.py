@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -125,7 +126,7 @@ class StudentConfig(_Section):
 
 
 class EvalConfig(_Section):
-    splits: list[Split] = Field(default_factory=lambda: ["test", "dev"])
+    splits: list[Split] = Field(default_factory=lambda: list[Split](["test", "dev"]))
     """MetaQA splits whose accuracy is measured (test for evaluation only; dev was training data)."""
     hops: list[Annotated[int, Field(ge=1, le=3)]] = Field(default_factory=lambda: [1, 2, 3])
     """MetaQA hop counts measured: each split's accuracy is reported per hop count."""
@@ -133,9 +134,9 @@ class EvalConfig(_Section):
     """Seeded sample of each hop count's test for accuracy (None = all: 9,947 / 14,872 / 14,274)."""
     max_dev_questions: int | None = Field(500, ge=1)
     """Seeded sample of each hop count's dev for accuracy (None = all)."""
-    models: list[ModelRow] = Field(default_factory=lambda: ["base", "teacher", "student"])
+    models: list[ModelRow] = Field(default_factory=lambda: list[ModelRow](["base", "teacher", "student"]))
     """Rows of the table: base (the teacher base), teacher, student; missing model directories are skipped."""
-    measure: list[Measure] = Field(default_factory=lambda: ["accuracy", "latency"])
+    measure: list[Measure] = Field(default_factory=lambda: list[Measure](["accuracy", "latency"]))
     """What to measure for each model: accuracy (Hits@1, EM per split) and/or latency (a timed pass). Rows of
     models and splits not measured in a run are kept from earlier runs' results, so models can be evaluated
     one at a time (for example beside a training job) and timed together later on a quiet machine."""
@@ -208,7 +209,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def load_config(profile: str = "cpu", file: Path | None = None, overrides: list[str] = ()) -> DistillConfig:
+def load_config(profile: str = "cpu", file: Path | None = None, overrides: Sequence[str] = ()) -> DistillConfig:
     """Defaults, then the profile, then the file, then `key=value` overrides (values parsed as JSON when they
     parse), validated as a whole; ValueError for an unknown profile or key, or a value the fields refuse."""
     if profile not in PROFILES:
@@ -257,9 +258,10 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     *parents, name = dotted.split(".")
     target = tree
     for part in parents:
-        target = target.get(part)
-        if not isinstance(target, dict):
+        child = target.get(part)
+        if not isinstance(child, dict):
             raise ValueError(f"unknown config key {dotted!r}")
+        target = child
     if name not in target or isinstance(target[name], dict):
         raise ValueError(f"unknown config key {dotted!r}")
     target[name] = copy.deepcopy(value)

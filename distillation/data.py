@@ -122,7 +122,7 @@ def dev_questions(cfg: DataConfig, seed: int, sources: list[str]) -> list[Exampl
     """A seeded sample of each configured hop count's MetaQA dev questions; the files read go to `sources`."""
     if cfg.max_metaqa_questions <= 0:
         return []
-    examples = []
+    examples: list[Example] = []
     for hops in cfg.hops:
         path = Path(cfg.metaqa_dir) / f"{hops}-hop" / "dev.txt"
         questions = metaqa_split(hops, "dev", Path(cfg.metaqa_dir))

@@ -191,7 +191,9 @@ def _ceilings(questions: list[Question], sample: list[Question], examples: list[
         return out
 
     def in_graph(q: Question) -> bool:
-        return bool(q.topic) and bool(neighbours.get(fold(q.topic), set()) & {fold(a) for a in q.answers})
+        if not q.topic:
+            return False
+        return bool(neighbours.get(fold(q.topic), set()) & {fold(a) for a in q.answers})
     return {"graph_answerable": f"{sum(map(in_graph, questions))} of {len(questions)}",
             "graph_answerable_sample": sum(map(in_graph, sample)) / max(len(sample), 1), **out}
 

@@ -44,12 +44,14 @@ def run(step: str, config: DistillConfig, retriever: PathRetriever | None = None
                 retriever = path_retriever(state)
             log.info("step %s", name)
             if name == "data":
+                assert retriever is not None  # opened above
                 run_data(config, retriever)
             elif name == "teacher":
                 run_teacher(config)
             elif name == "student":
                 run_student(config)
             else:
+                assert retriever is not None  # opened above
                 run_evaluate(config, retriever)
 
 

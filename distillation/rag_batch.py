@@ -45,6 +45,12 @@ class RagBatch:
         return int(self.head.shape[1] + self.question_lengths.sum() + self.suffix_lengths.sum() + answer_inputs.sum())
 
 
+def _target(example: Example) -> str:
+    if example.target is None:
+        raise ValueError(f"no training target for {example.question!r}")
+    return example.target
+
+
 def answer_ids(scorer: FactScorer, answer: str) -> list[int]:
     """The answer's tokens as the generator writes them after the cue, then EOS (its stop token)."""
     return scorer.answer_token_ids(answer) + [scorer.tokenizer.eos_token_id]
@@ -58,7 +64,7 @@ def make_batch(scorer: FactScorer, examples: list[Example], device: torch.device
     rows_per_b = [torch.arange(len(e.documents)) for e in examples]
     questions, question_lengths = right_pad([p.question for p in prompts])  # (B, Lq), (B,)
     suffixes, suffix_lengths = right_pad([s for p in prompts for s in p.suffixes])  # (R, S), (R,)
-    targets, target_lengths = right_pad([answer_ids(scorer, e.target) for e in examples])  # (B, T), (B,)
+    targets, target_lengths = right_pad([answer_ids(scorer, _target(e)) for e in examples])  # (B, T), (B,)
     log_priors = torch.full((len(examples), k_max), -torch.inf)  # (B, Kmax)
     for b, example in enumerate(examples):
         log_priors[b, : len(example.documents)] = torch.tensor(example.log_priors)

@@ -56,7 +56,8 @@ def train(model: torch.nn.Module, loss_fn: LossFn, examples: list[Example], cfg:
     start = _start(model, optimizer, scheduler, cfg, out_dir, config.seed)
     device = next(model.parameters()).device
     autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=resolve_bf16(cfg.bf16, device))
-    seconds, tokens = 0.0, 0
+    seconds = 0.0
+    tokens: float = 0  # a count (an int), summed from the logged stats, which are typed float
     with tqdm(total=cfg.steps, initial=start, desc=desc, unit="step") as bar, open(out_dir / "log.jsonl", "a") as out:
         for step in range(start, cfg.steps):
             stats = _optimizer_step(model, loss_fn, examples, cfg, step, config.seed, optimizer, scheduler, autocast)
@@ -105,7 +106,8 @@ def _optimizer_step(model, loss_fn: LossFn, examples: list[Example], cfg: TrainC
     model.train()
     optimizer.zero_grad(set_to_none=True)
     lr = optimizer.param_groups[0]["lr"]
-    begin, tokens, totals = time.perf_counter(), 0, {}
+    begin, tokens = time.perf_counter(), 0
+    totals: dict[str, float] = {}
     for micro in range(cfg.grad_accum):
         indices = batch_indices(len(examples), cfg.batch_size, step * cfg.grad_accum + micro, seed)
         with autocast():
