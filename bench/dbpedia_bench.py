@@ -56,8 +56,9 @@ LM_CACHE = Path("var/cache/lm")
 
 def reader_before(commit: str = BEFORE):
     """retriever_service/readers.py as it was at `commit`, as a module of its own."""
-    source = subprocess.run(["git", "show", f"{commit}:retriever_service/readers.py"], capture_output=True,
-                            text=True, check=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{commit}:retriever_service/readers.py"], capture_output=True, text=True, check=True
+    ).stdout
     path = Path(tempfile.mkdtemp()) / f"readers_{commit}.py"
     path.write_text(source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location(f"readers_{commit}", path)
@@ -89,12 +90,18 @@ def answers(generator: RagGenerator, found: list[SearchResult], offer_aliases: b
     for i, result in enumerate(found):
         if not result.facts:
             continue
-        facts = [{"subject": f.subject, "object": f.object, "prior": f.prior} for f in result.facts
-                 if offer_aliases or f.relation not in ALIAS_RELATIONS]
+        facts = [
+            {"subject": f.subject, "object": f.object, "prior": f.prior}
+            for f in result.facts
+            if offer_aliases or f.relation not in ALIAS_RELATIONS
+        ]
         linked = {name for entity in result.linked for name in entity.names}
-        requests[i] = RagRequest(question=result.query, facts=[f.text for f in result.facts],
-                                 log_priors=[math.log(f.prior) if f.prior > 0 else -math.inf for f in result.facts],
-                                 allowed_answers=answer_candidates(facts, linked))
+        requests[i] = RagRequest(
+            question=result.query,
+            facts=[f.text for f in result.facts],
+            log_priors=[math.log(f.prior) if f.prior > 0 else -math.inf for f in result.facts],
+            allowed_answers=answer_candidates(facts, linked),
+        )
     given = dict(zip(requests, (r.answer for r in generator.generate(list(requests.values()))), strict=True))
     return [given.get(i) for i in range(len(found))]
 
@@ -102,35 +109,48 @@ def answers(generator: RagGenerator, found: list[SearchResult], offer_aliases: b
 def path_answers(generator: RagGenerator, replies: list[PathSearchResponse]) -> list[str | None]:
     """The generator's answers over the path search's replies, as /v1/answer gives them (None: abstained)."""
     options = GenerationOptions()
-    requests = {i: rag_request(r, options, GeneratorSettings().default_max_new_tokens)
-                for i, r in enumerate(replies) if r.paths and not r.abstain}
+    requests = {
+        i: rag_request(r, options, GeneratorSettings().default_max_new_tokens)
+        for i, r in enumerate(replies)
+        if r.paths and not r.abstain
+    }
     given = dict(zip(requests, (r.answer for r in generator.generate(list(requests.values()))), strict=True))
     return [given.get(i) for i in range(len(replies))]
 
 
-def run_paths(triples: Iterable[Triple], questions: list[dict], encoder: Encoder, generator: RagGenerator,
-              k: int) -> dict:
+def run_paths(
+    triples: Iterable[Triple], questions: list[dict], encoder: Encoder, generator: RagGenerator, k: int
+) -> dict:
     """The example through today's service pipeline: load, fit the chain prior on the KG's own questions, search
     paths, answer."""
     with tempfile.TemporaryDirectory() as data_dir:
-        state = RetrieverState(settings=RetrieverSettings(data_dir=Path(data_dir)), encoder=encoder,
-                               metrics=Metrics("bench_paths"))
+        state = RetrieverState(
+            settings=RetrieverSettings(data_dir=Path(data_dir)), encoder=encoder, metrics=Metrics("bench_paths")
+        )
         try:
             stats = ingest_triples(triples, encoder=encoder, store=state.store(), entities=state.entities)
             state.relations, report = fit_for_store(state.path_search(), [], from_kg=True)
-            replies = search_replies(state.path_search(), state.settings, [q["question"] for q in questions],
-                                     PathOptions(k=k))
+            replies = search_replies(
+                state.path_search(), state.settings, [q["question"] for q in questions], PathOptions(k=k)
+            )
         finally:
             state.close()
     rows = []
     for question, reply, given in zip(questions, replies, path_answers(generator, replies), strict=True):
         gold = {fold(a) for a in question["answers"]}
         ends = [p.steps[-1].entity for p in reply.paths]
-        rows.append({"answer": given, "right": given is not None and fold(given) in gold,
-                     "top_fact": reply.paths[0].text[:160] if reply.paths else None,
-                     "top_fact_right": bool(ends) and fold(ends[0]) in gold,
-                     "gold_in_k": any(fold(e) in gold for e in ends), "abstained": reply.abstain, "note": reply.note,
-                     "linked": sorted({n for e in reply.linked for n in e.names})})
+        rows.append(
+            {
+                "answer": given,
+                "right": given is not None and fold(given) in gold,
+                "top_fact": reply.paths[0].text[:160] if reply.paths else None,
+                "top_fact_right": bool(ends) and fold(ends[0]) in gold,
+                "gold_in_k": any(fold(e) in gold for e in ends),
+                "abstained": reply.abstain,
+                "note": reply.note,
+                "linked": sorted({n for e in reply.linked for n in e.names}),
+            }
+        )
     totals = {key: sum(r[key] for r in rows) for key in ("right", "top_fact_right", "gold_in_k", "abstained")}
     return {"facts": stats.added, "totals": totals, "rows": rows, "prior_fit": report.held_out | report.seconds}
 
@@ -139,11 +159,19 @@ def names_gold(fact, gold: set[str]) -> bool:
     return fold(fact.object) in gold or fold(fact.subject) in gold
 
 
-def run_reading(name: str, triples: Iterable[Triple], questions: list[dict], encoder: Encoder,
-                generator: RagGenerator, k: int, offer_aliases: bool = True) -> dict:
+def run_reading(
+    name: str,
+    triples: Iterable[Triple],
+    questions: list[dict],
+    encoder: Encoder,
+    generator: RagGenerator,
+    k: int,
+    offer_aliases: bool = True,
+) -> dict:
     with tempfile.TemporaryDirectory() as data_dir:
-        state = RetrieverState(settings=RetrieverSettings(data_dir=Path(data_dir)), encoder=encoder,
-                               metrics=Metrics(f"bench_{name}"))
+        state = RetrieverState(
+            settings=RetrieverSettings(data_dir=Path(data_dir)), encoder=encoder, metrics=Metrics(f"bench_{name}")
+        )
         try:
             stats = ingest_triples(triples, encoder=encoder, store=state.store(), entities=state.entities)
             found = state.retriever().search([q["question"] for q in questions], k)
@@ -153,10 +181,16 @@ def run_reading(name: str, triples: Iterable[Triple], questions: list[dict], enc
     for question, result, given in zip(questions, found, answers(generator, found, offer_aliases), strict=True):
         gold = {fold(a) for a in question["answers"]}
         top = result.facts[0] if result.facts else None
-        rows.append({"answer": given, "right": given is not None and fold(given) in gold,
-                     "top_fact": top.text[:160] if top else None, "top_fact_right": bool(top and names_gold(top, gold)),
-                     "gold_in_k": any(names_gold(f, gold) for f in result.facts),
-                     "linked": sorted({n for e in result.linked for n in e.names})})
+        rows.append(
+            {
+                "answer": given,
+                "right": given is not None and fold(given) in gold,
+                "top_fact": top.text[:160] if top else None,
+                "top_fact_right": bool(top and names_gold(top, gold)),
+                "gold_in_k": any(names_gold(f, gold) for f in result.facts),
+                "linked": sorted({n for e in result.linked for n in e.names}),
+            }
+        )
     totals = {key: sum(r[key] for r in rows) for key in ("right", "top_fact_right", "gold_in_k")}
     return {"facts": stats.added, "totals": totals, "rows": rows}
 
@@ -172,8 +206,11 @@ def print_table(result: dict) -> None:
             cells.append(f"{mark} {str(row['answer'])[:24]:<25}")
         print(f"{q['question'][:45]:<46}" + "".join(f"{c:>28}" for c in cells))
     n = len(result["questions"])
-    for key, label in (("right", "answered right"), ("top_fact_right", "top fact names a gold answer"),
-                       ("gold_in_k", "a gold answer among the k facts")):
+    for key, label in (
+        ("right", "answered right"),
+        ("top_fact_right", "top fact names a gold answer"),
+        ("gold_in_k", "a gold answer among the k facts"),
+    ):
         print(f"{label:<46}" + "".join(f"{result['readings'][r]['totals'][key]:>25}/{n}" for r in names))
     print("facts stored".ljust(46) + "".join(f"{result['readings'][r]['facts']:>28}" for r in names))
 
@@ -189,14 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     lm = load_causal_lm(None, cache_dir=LM_CACHE)
     generator = RagGenerator(lm)
     start = time.perf_counter()
-    result = {"kg": str(args.kg), "k": args.k, "model": lm.name, "before_commit": BEFORE, "questions": questions,
-              "readings": {}}
+    result = {
+        "kg": str(args.kg),
+        "k": args.k,
+        "model": lm.name,
+        "before_commit": BEFORE,
+        "questions": questions,
+        "readings": {},
+    }
     for name, (read, offer_aliases) in readings(args.kg).items():
         print(f"reading: {name}", file=sys.stderr)
         result["readings"][name] = run_reading(name, read(), questions, encoder, generator, args.k, offer_aliases)
     print("reading: after, paths (the service's pipeline)", file=sys.stderr)
-    result["readings"]["after_paths"] = run_paths(read_triples(args.kg, rules=dbpedia_rules()), questions, encoder,
-                                                  generator, args.k)
+    result["readings"]["after_paths"] = run_paths(
+        read_triples(args.kg, rules=dbpedia_rules()), questions, encoder, generator, args.k
+    )
     result["seconds"] = round(time.perf_counter() - start, 1)
     stamp(result)
     RESULTS.mkdir(parents=True, exist_ok=True)

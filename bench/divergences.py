@@ -41,19 +41,47 @@ def compare(divergence: str, args: argparse.Namespace) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "data").exists():
         (run_dir / "data").symlink_to(Path(args.data).resolve(), target_is_directory=True)
-    common = [f"run_dir={run_dir}", f"student_dir={run_dir / 'model'}", f"results_dir={run_dir / 'results'}",
-              f"torch_threads={args.threads}", f"student.divergence={divergence}", f"student.init_from={args.start}"]
+    common = [
+        f"run_dir={run_dir}",
+        f"student_dir={run_dir / 'model'}",
+        f"results_dir={run_dir / 'results'}",
+        f"torch_threads={args.threads}",
+        f"student.divergence={divergence}",
+        f"student.init_from={args.start}",
+    ]
     start = time.perf_counter()
-    distill("student", common + [f"student.train.steps={args.steps}", f"student.train.lr={args.lr}",
-                                 f"student.train.warmup_steps={max(1, args.steps // 10)}"])
+    distill(
+        "student",
+        common
+        + [
+            f"student.train.steps={args.steps}",
+            f"student.train.lr={args.lr}",
+            f"student.train.warmup_steps={max(1, args.steps // 10)}",
+        ],
+    )
     seconds = time.perf_counter() - start
-    distill("evaluate", common + ['eval.models=["student"]', 'eval.splits=["dev"]', 'eval.measure=["accuracy"]',
-                                  f"eval.max_dev_questions={args.dev_questions}"])
+    distill(
+        "evaluate",
+        common
+        + [
+            'eval.models=["student"]',
+            'eval.splits=["dev"]',
+            'eval.measure=["accuracy"]',
+            f"eval.max_dev_questions={args.dev_questions}",
+        ],
+    )
     [row] = json.loads((run_dir / "results" / "distillation.json").read_text())["rows"]
     log = [json.loads(line) for line in (run_dir / "student" / "log.jsonl").read_text().splitlines()]
-    return {"divergence": divergence, "steps": args.steps, "lr": args.lr, "dev_questions": row["questions"],
-            "hits@1": row["hits@1"], "exact_match": row["exact_match"],
-            "final_nll": sum(r["nll"] for r in log[-10:]) / len(log[-10:]), "train_seconds": round(seconds)}
+    return {
+        "divergence": divergence,
+        "steps": args.steps,
+        "lr": args.lr,
+        "dev_questions": row["questions"],
+        "hits@1": row["hits@1"],
+        "exact_match": row["exact_match"],
+        "final_nll": sum(r["nll"] for r in log[-10:]) / len(log[-10:]),
+        "train_seconds": round(seconds),
+    }
 
 
 def main() -> None:
@@ -70,8 +98,10 @@ def main() -> None:
     print("| divergence | steps | dev questions | Hits@1 | exact match | marginal NLL (last 10 steps) | train s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['divergence']} | {r['steps']} | {r['dev_questions']} | {r['hits@1']:.4f} | {r['exact_match']:.4f} "
-              f"| {r['final_nll']:.4f} | {r['train_seconds']} |")
+        print(
+            f"| {r['divergence']} | {r['steps']} | {r['dev_questions']} | {r['hits@1']:.4f} | {r['exact_match']:.4f} "
+            f"| {r['final_nll']:.4f} | {r['train_seconds']} |"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "divergences.json").write_text(json.dumps(stamp({"start": args.start, "rows": rows}), indent=2) + "\n")
 

@@ -44,11 +44,17 @@ BATCH = 16
 
 def requests_for(state: RetrieverState, questions: list[Question], k: int, mode: str) -> list[RagRequest]:
     results = state.retriever().search([q.stripped for q in questions], k)
-    return [RagRequest(question=q.stripped, facts=[f.text for f in r.facts],
-                       log_priors=[math.log(max(f.prior, 1e-30)) for f in r.facts], mode=mode, max_new_tokens=24,
-                       allowed_answers=answer_candidates(
-                           [vars(f) for f in r.facts], {n for e in r.linked for n in e.names}))
-            for q, r in zip(questions, results, strict=True)]
+    return [
+        RagRequest(
+            question=q.stripped,
+            facts=[f.text for f in r.facts],
+            log_priors=[math.log(max(f.prior, 1e-30)) for f in r.facts],
+            mode=mode,
+            max_new_tokens=24,
+            allowed_answers=answer_candidates([vars(f) for f in r.facts], {n for e in r.linked for n in e.names}),
+        )
+        for q, r in zip(questions, results, strict=True)
+    ]
 
 
 def hits_at_1(generator: RagGenerator, state: RetrieverState, questions: list[Question], k: int, mode: str) -> dict:
@@ -63,8 +69,11 @@ def hits_at_1(generator: RagGenerator, state: RetrieverState, questions: list[Qu
 
 def percentiles(samples: list[float]) -> dict:
     ms = np.asarray(samples) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-            "n": len(ms)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "n": len(ms),
+    }
 
 
 def batched_vs_naive(generator: RagGenerator, requests: list[RagRequest]) -> dict:
@@ -80,9 +89,13 @@ def batched_vs_naive(generator: RagGenerator, requests: list[RagRequest]) -> dic
         times["naive"].append(time.perf_counter() - start)
         agree += ours.answer == naive.answer
     b, n = float(np.mean(times["batched"])), float(np.mean(times["naive"]))
-    return {"batched_ms": round(1000 * b, 1), "naive_ms": round(1000 * n, 1), "speedup": round(n / b, 2),
-            "same_answer": f"{agree}/{len(requests)}",
-            **{f"batched_{k}": v for k, v in percentiles(times["batched"]).items()}}
+    return {
+        "batched_ms": round(1000 * b, 1),
+        "naive_ms": round(1000 * n, 1),
+        "speedup": round(n / b, 2),
+        "same_answer": f"{agree}/{len(requests)}",
+        **{f"batched_{k}": v for k, v in percentiles(times["batched"]).items()},
+    }
 
 
 def batch_scaling(generator: RagGenerator, requests: list[RagRequest]) -> dict:
@@ -100,15 +113,20 @@ def batch_scaling(generator: RagGenerator, requests: list[RagRequest]) -> dict:
             start = time.perf_counter()
             generator.generate(chunk)
             total += time.perf_counter() - start
-        out[f"batch {size}"] = {"ms_per_question": round(1000 * total / len(requests), 1),
-                                "prefill_ms_per_question": round(1000 * prefill / len(requests), 1)}
+        out[f"batch {size}"] = {
+            "ms_per_question": round(1000 * total / len(requests), 1),
+            "prefill_ms_per_question": round(1000 * prefill / len(requests), 1),
+        }
     out["ratio_8_1"] = round(out["batch 1"]["ms_per_question"] / out["batch 8"]["ms_per_question"], 2)
     return out
 
 
 def in_process(args, questions: list[Question], parts: set[str]) -> dict:
-    state = RetrieverState(settings=RetrieverSettings(data_dir=args.data_dir, collection="metaqa"),
-                           encoder=Encoder.load(), metrics=Metrics("bench"))
+    state = RetrieverState(
+        settings=RetrieverSettings(data_dir=args.data_dir, collection="metaqa"),
+        encoder=Encoder.load(),
+        metrics=Metrics("bench"),
+    )
     generator = RagGenerator(load_causal_lm(args.model, cache_dir=Path("var/cache/lm")))
     out = {}
     if "hits" in parts:
@@ -153,8 +171,12 @@ async def _load(url: str, questions: list[str], concurrency: int) -> dict:
         await asyncio.gather(*(one(client, q) for q in questions))
         seconds = time.perf_counter() - start
         batches = await _batches_run(client) - batches
-    return {"answers_per_s": round(len(questions) / seconds, 2), "errors": errors, **percentiles(samples),
-            "mean_batch": round(len(questions) / batches, 2)}
+    return {
+        "answers_per_s": round(len(questions) / seconds, 2),
+        "errors": errors,
+        **percentiles(samples),
+        "mean_batch": round(len(questions) / batches, 2),
+    }
 
 
 def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
@@ -172,8 +194,9 @@ def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
 def _cpu_use(before: dict[str, float], after: dict[str, float], answers: int) -> dict:
     """Where a load level's CPU went: ms per answer of each process, and the machine's idle share."""
     spent = {k: after[k] - before[k] for k in before}
-    per_answer = {f"{k}_ms_per_answer": round(1000 * v / answers, 1) for k, v in spent.items()
-                  if k not in ("idle", "total")}
+    per_answer = {
+        f"{k}_ms_per_answer": round(1000 * v / answers, 1) for k, v in spent.items() if k not in ("idle", "total")
+    }
     return {**per_answer, "machine_idle": round(spent["idle"] / spent["total"], 2)}
 
 
@@ -181,8 +204,12 @@ def over_http(args, questions: list[Question]) -> dict:
     env = {"KGRAG_RETRIEVER_DATA_DIR": str(args.data_dir), "KGRAG_RETRIEVER_COLLECTION": "metaqa"}
     retriever = ServiceProcess("retriever_service", 18601, env, Path("var/log/bench_retriever.log")).start()
     model = {"KGRAG_GENERATOR_MODEL": str(args.model)} if args.model else {}
-    generator = ServiceProcess("generator_service", 18600, {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url, **model},
-                               Path("var/log/bench_generator.log"))
+    generator = ServiceProcess(
+        "generator_service",
+        18600,
+        {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url, **model},
+        Path("var/log/bench_generator.log"),
+    )
     try:
         retriever.wait_ready()
         generator.start().wait_ready(timeout_s=300)
@@ -212,11 +239,15 @@ def main() -> None:
     p.add_argument("--latency-n", type=int, default=50)
     p.add_argument("--throughput-n", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default=None,
-                   help='model directory or .gguf, or "base" (default: what the service serves)')
-    p.add_argument("--parts", default="hits,speed,http",
-                   help="comma-separated: hits (Hits@1 table), speed (batched vs naive), http (latency, throughput); "
-                        "each part replaces its entry in an existing results file")
+    p.add_argument(
+        "--model", default=None, help='model directory or .gguf, or "base" (default: what the service serves)'
+    )
+    p.add_argument(
+        "--parts",
+        default="hits,speed,http",
+        help="comma-separated: hits (Hits@1 table), speed (batched vs naive), http (latency, throughput); "
+        "each part replaces its entry in an existing results file",
+    )
     args = p.parse_args()
     parts = set(args.parts.split(","))
     test = metaqa_split(1, "test", args.metaqa_dir)

@@ -30,10 +30,26 @@ from bench.provenance import stamp
 from shared.launcher import ServiceProcess
 
 RESULTS = Path("bench/results")
-COUNTRIES = ("France", "Germany", "Japan", "Brazil", "Kenya", "Canada", "India", "Spain", "Italy", "Egypt", "Peru",
-             "Norway")
-TEMPLATES = ("What is the capital of {}?", "Which countries border {}?", "What currency is used in {}?",
-             "What language is spoken in {}?")
+COUNTRIES = (
+    "France",
+    "Germany",
+    "Japan",
+    "Brazil",
+    "Kenya",
+    "Canada",
+    "India",
+    "Spain",
+    "Italy",
+    "Egypt",
+    "Peru",
+    "Norway",
+)
+TEMPLATES = (
+    "What is the capital of {}?",
+    "Which countries border {}?",
+    "What currency is used in {}?",
+    "What language is spoken in {}?",
+)
 QUESTIONS = [t.format(c) for c in COUNTRIES for t in TEMPLATES]
 
 
@@ -56,8 +72,16 @@ async def _send(client: httpx.AsyncClient, path: str, body: dict) -> Hit:
     return Hit(r.status_code, start, time.monotonic() - start, code, r.headers.get("retry-after"))
 
 
-async def run_load(client: httpx.AsyncClient, path: str, bodies: list[dict], *, concurrency: int, total: int,
-                   max_seconds: float, stop: threading.Event | None = None) -> list[Hit]:
+async def run_load(
+    client: httpx.AsyncClient,
+    path: str,
+    bodies: list[dict],
+    *,
+    concurrency: int,
+    total: int,
+    max_seconds: float,
+    stop: threading.Event | None = None,
+) -> list[Hit]:
     """POST `total` requests (bodies in turn), `concurrency` at a time; none is sent after
     `max_seconds` or once `stop` (set from another thread) is set. Each request is bounded by the
     client's timeout."""
@@ -80,19 +104,26 @@ def summarize(hits: list[Hit], seconds: float) -> dict:
         if not (isinstance(hit.status, int) and hit.status < 300):
             errors[str(hit.status)] = errors.get(str(hit.status), 0) + 1
     pct = {f"p{q}_ms": round(float(np.percentile(ok, q)), 1) if ok.size else None for q in (50, 95, 99)}
-    return {"sent": len(hits), "ok": int(ok.size), "req_per_s": round(len(hits) / max(seconds, 1e-9), 1),
-            **pct, "errors": errors}
+    return {
+        "sent": len(hits),
+        "ok": int(ok.size),
+        "req_per_s": round(len(hits) / max(seconds, 1e-9), 1),
+        **pct,
+        "errors": errors,
+    }
 
 
 def _rss_mb(service: ServiceProcess) -> float:
     return round(psutil.Process(service.proc.pid).memory_info().rss / 2**20, 1)
 
 
-async def _level(service: ServiceProcess, path: str, bodies: list[dict], concurrency: int, total: int,
-                 args: argparse.Namespace) -> dict:
+async def _level(
+    service: ServiceProcess, path: str, bodies: list[dict], concurrency: int, total: int, args: argparse.Namespace
+) -> dict:
     timeout = httpx.Timeout(args.timeout, connect=5.0)
-    async with httpx.AsyncClient(base_url=service.url, timeout=timeout,
-                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(
+        base_url=service.url, timeout=timeout, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
         start = time.monotonic()
         hits = await run_load(client, path, bodies, concurrency=concurrency, total=total, max_seconds=args.max_seconds)
         row = summarize(hits, time.monotonic() - start)
@@ -100,8 +131,10 @@ async def _level(service: ServiceProcess, path: str, bodies: list[dict], concurr
 
 
 def _run(retriever: ServiceProcess, generator: ServiceProcess, args: argparse.Namespace) -> dict:
-    plan = {"retriever": (retriever, "/v1/search", [{"query": q, "k": 5} for q in QUESTIONS]),
-            "generator": (generator, "/v1/answer", [{"question": q, "k": 5} for q in QUESTIONS])}
+    plan = {
+        "retriever": (retriever, "/v1/search", [{"query": q, "k": 5} for q in QUESTIONS]),
+        "generator": (generator, "/v1/answer", [{"question": q, "k": 5} for q in QUESTIONS]),
+    }
     results = {}
     for name, (service, path, bodies) in plan.items():
         asyncio.run(_level(service, path, bodies, 1, 4, args))  # warm-up, not reported
@@ -110,19 +143,24 @@ def _run(retriever: ServiceProcess, generator: ServiceProcess, args: argparse.Na
 
 
 def _table(results: dict) -> str:
-    lines = [f"{'service':<10} {'c':>3} {'sent':>5} {'ok':>5} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-             f"{'rss MB':>7}  errors"]
+    lines = [
+        f"{'service':<10} {'c':>3} {'sent':>5} {'ok':>5} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'rss MB':>7}  errors"
+    ]
     for name, rows in results.items():
         for r in rows:
-            lines.append(f"{name:<10} {r['concurrency']:>3} {r['sent']:>5} {r['ok']:>5} {r['req_per_s']:>7} "
-                         f"{r['p50_ms']!s:>8} {r['p95_ms']!s:>8} {r['p99_ms']!s:>8} {r['rss_mb']:>7}  "
-                         f"{r['errors'] or '-'}")
+            lines.append(
+                f"{name:<10} {r['concurrency']:>3} {r['sent']:>5} {r['ok']:>5} {r['req_per_s']:>7} "
+                f"{r['p50_ms']!s:>8} {r['p95_ms']!s:>8} {r['p99_ms']!s:>8} {r['rss_mb']:>7}  "
+                f"{r['errors'] or '-'}"
+            )
     return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-dir", type=Path, default=Path("var/demo"), help="the retriever's Qdrant Edge store")
     p.add_argument("--model", help="the generator's model (directory or .gguf); default: the service's default")
     p.add_argument("--requests", type=int, default=200, help="requests per service and concurrency level")
@@ -139,10 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not any(args.data_dir.glob("*/edge_config.json")):  # <data dir>/<collection>/
         raise SystemExit(f"no fact store in {args.data_dir}: run `make demo-index` or pass --data-dir")
-    retriever = ServiceProcess("retriever_service", args.retriever_port,
-                               {"KGRAG_RETRIEVER_DATA_DIR": str(args.data_dir)}, args.log_dir / "load_retriever.log")
-    env = ({"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url}
-           | ({"KGRAG_GENERATOR_MODEL": args.model} if args.model else {}))
+    retriever = ServiceProcess(
+        "retriever_service",
+        args.retriever_port,
+        {"KGRAG_RETRIEVER_DATA_DIR": str(args.data_dir)},
+        args.log_dir / "load_retriever.log",
+    )
+    env = {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url} | (
+        {"KGRAG_GENERATOR_MODEL": args.model} if args.model else {}
+    )
     generator = ServiceProcess("generator_service", args.generator_port, env, args.log_dir / "load_generator.log")
     try:
         retriever.start()

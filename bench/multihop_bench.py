@@ -84,30 +84,61 @@ TARGET_P50_RATIO = 3.0  # issue 13: 3-hop p50 at most this times 1-hop p50
 RETRIEVER_PORT, GENERATOR_PORT = 18811, 18810
 
 # MetaQA's qtype words -> the KG relation; a step from a movie is forward, a step to a movie inverse.
-QTYPE_RELATIONS = {"actor": "starred_actors", "director": "directed_by", "writer": "written_by",
-                   "genre": "has_genre", "language": "in_language", "tags": "has_tags", "tag": "has_tags",
-                   "year": "release_year"}
+QTYPE_RELATIONS = {
+    "actor": "starred_actors",
+    "director": "directed_by",
+    "writer": "written_by",
+    "genre": "has_genre",
+    "language": "in_language",
+    "tags": "has_tags",
+    "tag": "has_tags",
+    "year": "release_year",
+}
 PERSON_TYPES = frozenset({"actor", "director", "writer"})
 
 # Held-out phrasings about relations the KG lacks: none is a form of the question generator
 # (`question_generation.py`: "what is the R of X", "who are X's R", ...), whose negatives the prior was fitted on.
 MOVIE_PHRASINGS = (
-    "who produced {}", "what was the budget of {}", "who composed the score for {}", "where was {} filmed",
-    "what awards did {} win", "how much money did {} make at the box office", "which studio made {}",
-    "who was the cinematographer on {}", "how long does {} run", "who edited {}", "which company distributed {}",
-    "is there a sequel to {}", "who designed the costumes for {}", "what songs are on the soundtrack of {}",
-    "how many oscars was {} nominated for", "where does the story of {} take place", "who did the visual effects for {}",
-    "what did critics say about {}", "who financed {}", "what camera was {} shot on",
+    "who produced {}",
+    "what was the budget of {}",
+    "who composed the score for {}",
+    "where was {} filmed",
+    "what awards did {} win",
+    "how much money did {} make at the box office",
+    "which studio made {}",
+    "who was the cinematographer on {}",
+    "how long does {} run",
+    "who edited {}",
+    "which company distributed {}",
+    "is there a sequel to {}",
+    "who designed the costumes for {}",
+    "what songs are on the soundtrack of {}",
+    "how many oscars was {} nominated for",
+    "where does the story of {} take place",
+    "who did the visual effects for {}",
+    "what did critics say about {}",
+    "who financed {}",
+    "what camera was {} shot on",
 )
 PERSON_PHRASINGS = (
-    "where was {} born", "when was {} born", "who is {} married to", "how tall is {}", "which school did {} go to",
-    "how many children does {} have", "what country does {} come from", "when did {} die", "what awards has {} won",
-    "who raised {}", "what instrument does {} play", "how old is {}",
+    "where was {} born",
+    "when was {} born",
+    "who is {} married to",
+    "how tall is {}",
+    "which school did {} go to",
+    "how many children does {} have",
+    "what country does {} come from",
+    "when did {} die",
+    "what awards has {} won",
+    "who raised {}",
+    "what instrument does {} play",
+    "how old is {}",
 )
 PER_MOVIE_PHRASING, PER_PERSON_PHRASING = 7, 5  # 20 * 7 + 12 * 5 = 200 questions
 
 
 # ---- pure: MetaQA's chains, walks, figures ----
+
 
 def right_chain(qtype: str) -> Chain:
     """The relation chain a MetaQA question type asks for: 'movie_to_actor_to_movie' ->
@@ -116,7 +147,7 @@ def right_chain(qtype: str) -> Chain:
     if len(kinds) < 2 or "movie" not in kinds:
         raise ValueError(f"not a MetaQA question type: {qtype!r}")
     steps = []
-    for here, there in zip(kinds, kinds[1:]):
+    for here, there in zip(kinds, kinds[1:], strict=False):
         if here == "movie":
             steps.append(Step(QTYPE_RELATIONS[there]))
         elif there == "movie":
@@ -148,42 +179,59 @@ def answer_set_row(names: Iterable[str], gold: set[str]) -> dict:
     (an abstention) scores 0 on each."""
     found = {fold(n) for n in names}
     hit = len(found & gold)
-    return {"precision": hit / len(found) if found else 0.0, "recall": hit / len(gold) if gold else 0.0,
-            "f1": f1_score(found, gold)}
+    return {
+        "precision": hit / len(found) if found else 0.0,
+        "recall": hit / len(gold) if gold else 0.0,
+        "f1": f1_score(found, gold),
+    }
 
 
 def retrieval_row(response: PathSearchResponse, score: PathScore) -> dict:
     """One question's retrieval figures, from what /v1/paths returns and the path search's own score; the answer
     set's first name (its most probable entity) is what the generator's answer compares with."""
     first = fold(response.answers[0].name) if response.answers else None
-    return {**answer_set_row([a.name for a in response.answers], set(score.gold)),
-            "path_recall": score.chain_recall, "hits@1": score.hit,
-            "hits@1_abstain_as_miss": score.hit and not response.abstain,
-            "first_answer_hits@1": first in score.gold, "abstained": response.abstain}
+    return {
+        **answer_set_row([a.name for a in response.answers], set(score.gold)),
+        "path_recall": score.chain_recall,
+        "hits@1": score.hit,
+        "hits@1_abstain_as_miss": score.hit and not response.abstain,
+        "first_answer_hits@1": first in score.gold,
+        "abstained": response.abstain,
+    }
 
 
 def means(rows: Sequence[dict]) -> dict:
     """The mean of each numeric or boolean field over the rows, rounded to 4 places."""
     if not rows:
         return {}
-    return {key: round(float(np.mean([float(r[key]) for r in rows])), 4) for key in rows[0]
-            if isinstance(rows[0][key], (bool, int, float))}
+    return {
+        key: round(float(np.mean([float(r[key]) for r in rows])), 4)
+        for key in rows[0]
+        if isinstance(rows[0][key], (bool, int, float))
+    }
 
 
 def abstention_summary(answerable_abstained: Sequence[bool], unanswerable_abstained: Sequence[bool]) -> dict:
     """Share of answerable questions still answered and of unanswerable ones abstained on, against the targets."""
     answered = 1 - float(np.mean(answerable_abstained)) if answerable_abstained else None
     abstained = float(np.mean(unanswerable_abstained)) if unanswerable_abstained else None
-    return {"answerable": len(answerable_abstained), "unanswerable": len(unanswerable_abstained),
-            "answered": _round(answered), "abstained": _round(abstained),
-            "answered_met": answered is not None and answered >= TARGET_ANSWERED,
-            "abstained_met": abstained is not None and abstained >= TARGET_ABSTAINED}
+    return {
+        "answerable": len(answerable_abstained),
+        "unanswerable": len(unanswerable_abstained),
+        "answered": _round(answered),
+        "abstained": _round(abstained),
+        "answered_met": answered is not None and answered >= TARGET_ANSWERED,
+        "abstained_met": abstained is not None and abstained >= TARGET_ABSTAINED,
+    }
 
 
 def percentiles(seconds: Sequence[float]) -> dict:
     ms = np.asarray(seconds) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-            "n": len(ms)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "n": len(ms),
+    }
 
 
 def fanout_entry(question: Question, result: PathSearchResult, hops: int) -> tuple[tuple[int, int, int], dict]:
@@ -191,7 +239,7 @@ def fanout_entry(question: Question, result: PathSearchResult, hops: int) -> tup
     the path cap, paths grounded."""
     key = (result.cuts.steps_at_fact_limit, result.cuts.chains_at_path_limit, sum(len(c.paths) for c in result.chains))
     names = ("steps_at_fact_limit", "chains_at_path_limit", "grounded_paths")
-    return key, {"question": question.stripped, "hops": hops, **dict(zip(names, key))}
+    return key, {"question": question.stripped, "hops": hops, **dict(zip(names, key, strict=True))}
 
 
 def widest(candidates: Iterable[tuple[tuple, dict]], n: int) -> list[dict]:
@@ -214,12 +262,16 @@ def absent_relation_questions(topics: Sequence[tuple[str, str]], seed: int) -> l
     for pool in pools.values():
         rng.shuffle(pool)
     out = []
-    for kind, phrasings, each in (("movie", MOVIE_PHRASINGS, PER_MOVIE_PHRASING),
-                                  ("person", PERSON_PHRASINGS, PER_PERSON_PHRASING)):
+    for kind, phrasings, each in (
+        ("movie", MOVIE_PHRASINGS, PER_MOVIE_PHRASING),
+        ("person", PERSON_PHRASINGS, PER_PERSON_PHRASING),
+    ):
         if len(pools[kind]) < len(phrasings) * each:
             raise ValueError(f"{len(pools[kind])} {kind} topics, {len(phrasings) * each} needed")
         names = iter(pools[kind])
-        out += [{"question": phrasing.format(next(names)), "answers": []} for phrasing in phrasings for _ in range(each)]
+        out += [
+            {"question": phrasing.format(next(names)), "answers": []} for phrasing in phrasings for _ in range(each)
+        ]
     return out
 
 
@@ -240,10 +292,14 @@ def _round(value: float | None, places: int = 4) -> float | None:
 
 # ---- retrieval: in-process path search ----
 
+
 def open_retriever(args: argparse.Namespace) -> tuple[RetrieverState, Path]:
     """The retriever's state over the MetaQA index, with the prior `--prior` names when given."""
-    state = RetrieverState(settings=RetrieverSettings(data_dir=args.data_dir, collection="metaqa"),
-                           encoder=Encoder.load(), metrics=Metrics("bench"))
+    state = RetrieverState(
+        settings=RetrieverSettings(data_dir=args.data_dir, collection="metaqa"),
+        encoder=Encoder.load(),
+        metrics=Metrics("bench"),
+    )
     prior_path = args.prior or state.settings.relation_prior_path
     if args.prior:
         state.relations = RelationPrior.load(args.prior)
@@ -264,16 +320,27 @@ class Searcher:
 
     def __call__(self, texts: list[str]) -> list[tuple[PathSearchResult, PathSearchResponse]]:
         results = self.search.search(texts, K, self.limits)
-        return [(r, to_reply(r, K, self.limits.max_hops, self.settings.tau, self.answer_t, self.abstain_t))
-                for r in results]
+        return [
+            (r, to_reply(r, K, self.limits.max_hops, self.settings.tau, self.answer_t, self.abstain_t)) for r in results
+        ]
 
     def config(self, prior_path: Path) -> dict:
         prior = self.search.prior
-        return {"k": K, "limits": vars(self.limits), "tau": self.settings.tau, "answer_threshold": self.answer_t,
-                "abstain_threshold": self.abstain_t,
-                "prior": {"path": str(prior_path), "sha256": _sha256(prior_path), "chains": len(prior.keys),
-                          "weight": prior.weight, "temperature": prior.temperature,
-                          "mention_penalty": prior.mention_penalty}}
+        return {
+            "k": K,
+            "limits": vars(self.limits),
+            "tau": self.settings.tau,
+            "answer_threshold": self.answer_t,
+            "abstain_threshold": self.abstain_t,
+            "prior": {
+                "path": str(prior_path),
+                "sha256": _sha256(prior_path),
+                "chains": len(prior.keys),
+                "weight": prior.weight,
+                "temperature": prior.temperature,
+                "mention_penalty": prior.mention_penalty,
+            },
+        }
 
 
 def _sha256(path: Path) -> str | None:
@@ -286,8 +353,11 @@ def search_all(searcher: Searcher, questions: Sequence[Question], label: str) ->
     for i in range(0, len(questions), SEARCH_BATCH):
         out += searcher([q.stripped for q in questions[i : i + SEARCH_BATCH]])
         if (i // SEARCH_BATCH) % 16 == 15:
-            print(f"  {label}: {len(out)}/{len(questions)} ({(time.perf_counter() - start) / len(out) * 1000:.0f} ms each)",
-                  flush=True)
+            print(
+                f"  {label}: {len(out)}/{len(questions)} "
+                f"({(time.perf_counter() - start) / len(out) * 1000:.0f} ms each)",
+                flush=True,
+            )
     return out, time.perf_counter() - start
 
 
@@ -308,28 +378,45 @@ def ceilings(graph: KGGraph, questions: Sequence[Question]) -> dict[str, list[di
 def retrieval_hop(searcher: Searcher, graph: KGGraph, questions: list[Question], hops: int) -> tuple[dict, list, tuple]:
     """One hop count's figures, its (fan-out key, question) candidates, and (each verdict, each graph-answerable)."""
     found, seconds = search_all(searcher, questions, f"{hops}-hop")
-    rows = [retrieval_row(response, score_result(result, q.answers)) for q, (result, response) in zip(questions, found)]
+    rows = [
+        retrieval_row(response, score_result(result, q.answers))
+        for q, (result, response) in zip(questions, found, strict=True)
+    ]
     ceiling = ceilings(graph, questions)
     answerable = [row["reach"] for row in ceiling["simple_paths"]]
     verdicts = [response.abstain for _, response in found]
-    figures = {"questions": len(questions), **means(rows),
-               "reasons": dict(Counter(r.reason for _, r in found if r.reason)),
-               "cuts": _cut_figures([result for result, _ in found]),
-               "ms_per_question": round(1000 * seconds / len(questions), 1),
-               "ceiling": {name: {**means(r), "unanswerable": sum(not x["reach"] for x in r)} for name, r in ceiling.items()},
-               "abstention": {**abstention_summary([v for v, a in zip(verdicts, answerable) if a],
-                                                   [v for v, a in zip(verdicts, answerable) if not a]),
-                              # answered by another chain than MetaQA's, yet with a gold answer in the set
-                              "unanswerable_answered_with_gold": sum(not a and row["recall"] > 0
-                                                                     for row, a in zip(rows, answerable))}}
-    fanout = [fanout_entry(q, result, hops) for q, (result, _) in zip(questions, found)]
+    figures = {
+        "questions": len(questions),
+        **means(rows),
+        "reasons": dict(Counter(r.reason for _, r in found if r.reason)),
+        "cuts": _cut_figures([result for result, _ in found]),
+        "ms_per_question": round(1000 * seconds / len(questions), 1),
+        "ceiling": {name: {**means(r), "unanswerable": sum(not x["reach"] for x in r)} for name, r in ceiling.items()},
+        "abstention": {
+            **abstention_summary(
+                [v for v, a in zip(verdicts, answerable, strict=True) if a],
+                [v for v, a in zip(verdicts, answerable, strict=True) if not a],
+            ),
+            # answered by another chain than MetaQA's, yet with a gold answer in the set
+            "unanswerable_answered_with_gold": sum(
+                not a and row["recall"] > 0 for row, a in zip(rows, answerable, strict=True)
+            ),
+        },
+    }
+    fanout = [fanout_entry(q, result, hops) for q, (result, _) in zip(questions, found, strict=True)]
     return figures, fanout, (verdicts, answerable)
 
 
 def _cut_figures(results: Sequence[PathSearchResult]) -> dict:
     cuts = [vars(r.cuts) for r in results]
-    return {name: {"mean": round(float(np.mean([c[name] for c in cuts])), 3), "max": max(c[name] for c in cuts),
-                   "questions": sum(c[name] > 0 for c in cuts)} for name in cuts[0]}
+    return {
+        name: {
+            "mean": round(float(np.mean([c[name] for c in cuts])), 3),
+            "max": max(c[name] for c in cuts),
+            "questions": sum(c[name] > 0 for c in cuts),
+        }
+        for name in cuts[0]
+    }
 
 
 def retrieval_part(args: argparse.Namespace, samples: dict[int, list[Question]]) -> dict:
@@ -341,22 +428,28 @@ def retrieval_part(args: argparse.Namespace, samples: dict[int, list[Question]])
         figures, fanout, (verdicts, answerable) = retrieval_hop(searcher, graph, questions, hops)
         out["per_hop"][str(hops)] = figures
         candidates += fanout
-        answerable_verdicts += [v for v, a in zip(verdicts, answerable) if a]
-        unanswerable_verdicts += [v for v, a in zip(verdicts, answerable) if not a]
+        answerable_verdicts += [v for v, a in zip(verdicts, answerable, strict=True) if a]
+        unanswerable_verdicts += [v for v, a in zip(verdicts, answerable, strict=True) if not a]
         print(f"{hops}-hop: {json.dumps({k: v for k, v in figures.items() if k != 'cuts'})}", flush=True)
     absent = read_questions(ABSENT_FILE)
     found, _ = search_all(searcher, absent, "absent relations")
     absent_verdicts = [response.abstain for _, response in found]
-    out["absent_relation"] = {"questions": len(absent), "abstained": round(float(np.mean(absent_verdicts)), 4),
-                              "reasons": dict(Counter(r.reason or "answered" for _, r in found))}
-    out["abstention"] = {"metaqa_unanswerable": abstention_summary(answerable_verdicts, unanswerable_verdicts),
-                         "all": abstention_summary(answerable_verdicts, unanswerable_verdicts + absent_verdicts)}
+    out["absent_relation"] = {
+        "questions": len(absent),
+        "abstained": round(float(np.mean(absent_verdicts)), 4),
+        "reasons": dict(Counter(r.reason or "answered" for _, r in found)),
+    }
+    out["abstention"] = {
+        "metaqa_unanswerable": abstention_summary(answerable_verdicts, unanswerable_verdicts),
+        "all": abstention_summary(answerable_verdicts, unanswerable_verdicts + absent_verdicts),
+    }
     out["fanout"] = widest(candidates, args.fanout_n)
     state.close()
     return out
 
 
 # ---- answers: the generator in-process ----
+
 
 def load_generator(model: str | None) -> RagGenerator:
     source = str(teacher_gguf_path()) if model == "base" else model
@@ -382,32 +475,47 @@ def answer_hop(searcher: Searcher, generator: RagGenerator, questions: list[Ques
         seconds["search"] += time.perf_counter() - start
         requests = answer_requests([response for _, response in found])
         start = time.perf_counter()
-        generated = dict(zip(requests, generator.generate(list(requests.values()))))
+        generated = dict(zip(requests, generator.generate(list(requests.values())), strict=True))
         seconds["generate"] += time.perf_counter() - start
         answers += [generated[j].answer if j in generated else None for j in range(len(found))]
         print(f"  {label}: {len(answers)}/{len(questions)}", flush=True)
     return answers, seconds
 
 
-def answer_figures(answers: Sequence[str | None], questions: Sequence[Question], answerable: Sequence[bool],
-                   seconds: dict) -> dict:
+def answer_figures(
+    answers: Sequence[str | None], questions: Sequence[Question], answerable: Sequence[bool], seconds: dict
+) -> dict:
     """Hits@1 of the generated answers (a missing answer is a miss), over all and over the graph-answerable."""
-    hits = [a is not None and fold(a) in {fold(g) for g in q.answers} for a, q in zip(answers, questions)]
-    kept = [h for h, a in zip(hits, answerable) if a]
+    hits = [a is not None and fold(a) in {fold(g) for g in q.answers} for a, q in zip(answers, questions, strict=True)]
+    kept = [h for h, a in zip(hits, answerable, strict=True) if a]
     answered = sum(a is not None for a in answers)
-    return {"questions": len(questions), "hits@1": _round(float(np.mean(hits))), "answerable": len(kept),
-            "hits@1_answerable": _round(float(np.mean(kept))) if kept else None,
-            "abstained": _round(1 - answered / len(questions)),
-            "ms_per_question": round(1000 * (seconds["search"] + seconds["generate"]) / len(questions), 1),
-            "generate_ms_per_answer": round(1000 * seconds["generate"] / answered, 1) if answered else None}
+    return {
+        "questions": len(questions),
+        "hits@1": _round(float(np.mean(hits))),
+        "answerable": len(kept),
+        "hits@1_answerable": _round(float(np.mean(kept))) if kept else None,
+        "abstained": _round(1 - answered / len(questions)),
+        "ms_per_question": round(1000 * (seconds["search"] + seconds["generate"]) / len(questions), 1),
+        "generate_ms_per_answer": round(1000 * seconds["generate"] / answered, 1) if answered else None,
+    }
 
 
 def answers_part(args: argparse.Namespace, samples: dict[int, list[Question]]) -> dict:
     state, prior_path = open_retriever(args)
     searcher, graph = Searcher(state), kg_graph(state)
     generator = load_generator(args.model)
-    out = {"config": {**searcher.config(prior_path), "model": generator.name, "mode": "token", "constrain": True,
-                      "batch": ANSWER_BATCH, "sample": args.sample, "seed": args.seed}, "per_hop": {}}
+    out = {
+        "config": {
+            **searcher.config(prior_path),
+            "model": generator.name,
+            "mode": "token",
+            "constrain": True,
+            "batch": ANSWER_BATCH,
+            "sample": args.sample,
+            "seed": args.seed,
+        },
+        "per_hop": {},
+    }
     for hops, questions in samples.items():
         answers, seconds = answer_hop(searcher, generator, questions, f"{hops}-hop answers")
         answerable = [row["reach"] for row in ceilings(graph, questions)["simple_paths"]]
@@ -418,6 +526,7 @@ def answers_part(args: argparse.Namespace, samples: dict[int, list[Question]]) -
 
 
 # ---- http: both services on loopback ----
+
 
 def service_data_dir(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """The retriever service's data directory: --data-dir, or with --prior a temporary one that links the index
@@ -459,7 +568,7 @@ def fanout_questions(args: argparse.Namespace, samples: dict[int, list[Question]
     searcher, candidates = Searcher(state), []
     for hops, questions in samples.items():
         found, _ = search_all(searcher, questions, f"{hops}-hop fan-out")
-        candidates += [fanout_entry(q, result, hops) for q, (result, _) in zip(questions, found)]
+        candidates += [fanout_entry(q, result, hops) for q, (result, _) in zip(questions, found, strict=True)]
     state.close()
     return widest(candidates, args.fanout_n)
 
@@ -469,13 +578,18 @@ def serve_and_measure(args: argparse.Namespace, samples: dict[int, list[Question
     env = {"KGRAG_RETRIEVER_DATA_DIR": str(data_dir), "KGRAG_RETRIEVER_COLLECTION": "metaqa"}
     retriever = ServiceProcess("retriever_service", RETRIEVER_PORT, env, Path("var/log/bench_multihop_retriever.log"))
     model = {"KGRAG_GENERATOR_MODEL": _model_source(args.model)} if args.model else {}
-    generator = ServiceProcess("generator_service", GENERATOR_PORT, {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url,
-                               **model}, Path("var/log/bench_multihop_generator.log"))
+    generator = ServiceProcess(
+        "generator_service",
+        GENERATOR_PORT,
+        {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url, **model},
+        Path("var/log/bench_multihop_generator.log"),
+    )
     try:
         retriever.start().wait_ready()
         generator.start().wait_ready(timeout_s=300)
-        return measure(generator, {"retriever": retriever.proc.pid, "generator": generator.proc.pid}, samples,
-                       fanout, args.http_n)
+        return measure(
+            generator, {"retriever": retriever.proc.pid, "generator": generator.proc.pid}, samples, fanout, args.http_n
+        )
     finally:
         generator.stop()
         retriever.stop()
@@ -483,7 +597,9 @@ def serve_and_measure(args: argparse.Namespace, samples: dict[int, list[Question
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def measure(generator: ServiceProcess, pids: dict[str, int], samples: dict[int, list[Question]], fanout: list[dict], n: int) -> dict:
+def measure(
+    generator: ServiceProcess, pids: dict[str, int], samples: dict[int, list[Question]], fanout: list[dict], n: int
+) -> dict:
     """Latency per hop count (after a short warm-up), then the fan-out questions, then both services' peak RSS."""
     out = {"model": httpx.get(f"{generator.url}/readyz", timeout=10).json().get("model"), "latency": {}}
     with httpx.Client(base_url=generator.url, timeout=300) as client:
@@ -491,27 +607,47 @@ def measure(generator: ServiceProcess, pids: dict[str, int], samples: dict[int, 
         ask_each(client, first[n : n + 3] or first[:3])  # warm-up, not counted: questions after the timed ones
         for hops, questions in samples.items():
             seconds, answers, errors = ask_each(client, questions[:n])
-            hits = [a is not None and fold(a) in {fold(g) for g in q.answers} for a, q in zip(answers, questions)]
-            out["latency"][str(hops)] = row = {**percentiles(seconds), "errors": errors,
-                                               "hits@1": _round(float(np.mean(hits)))}
+            hits = [
+                a is not None and fold(a) in {fold(g) for g in q.answers}
+                for a, q in zip(answers, questions, strict=True)
+            ]
+            out["latency"][str(hops)] = row = {
+                **percentiles(seconds),
+                "errors": errors,
+                "hits@1": _round(float(np.mean(hits))),
+            }
             print(f"{hops}-hop over HTTP: {row}", flush=True)
         out["peak_rss_mb_before_fanout"] = {name: peak_rss_mb(pid) for name, pid in pids.items()}
         seconds, _, errors = ask_each(client, [f["question"] for f in fanout])
-    out["fanout"] = {"questions": len(fanout), "errors": errors, **percentiles(seconds),
-                     "max_ms": round(1000 * max(seconds), 1)} if fanout else {"questions": 0}
+    out["fanout"] = (
+        {"questions": len(fanout), "errors": errors, **percentiles(seconds), "max_ms": round(1000 * max(seconds), 1)}
+        if fanout
+        else {"questions": 0}
+    )
     out["peak_rss_mb"] = {name: peak_rss_mb(pid) for name, pid in pids.items()}
     if "1" in out["latency"] and "3" in out["latency"]:
         ratio = out["latency"]["3"]["p50_ms"] / out["latency"]["1"]["p50_ms"]
-        out["p50_ratio_3hop_1hop"] = {"ratio": round(ratio, 2), "target": TARGET_P50_RATIO, "met": ratio <= TARGET_P50_RATIO}
+        out["p50_ratio_3hop_1hop"] = {
+            "ratio": round(ratio, 2),
+            "target": TARGET_P50_RATIO,
+            "met": ratio <= TARGET_P50_RATIO,
+        }
     return out
 
 
 def http_part(args: argparse.Namespace, samples: dict[int, list[Question]], stored: dict) -> dict:
     fanout = fanout_questions(args, samples, stored.get("retrieval", {}))
     measured = serve_and_measure(args, samples, fanout)
-    return {"config": {"k": K, "per_hop": args.http_n, "sample": args.sample, "seed": args.seed,
-                       "fanout_from": "retrieval part" if stored.get("retrieval", {}).get("fanout") else "searched now"},
-            **measured}
+    return {
+        "config": {
+            "k": K,
+            "per_hop": args.http_n,
+            "sample": args.sample,
+            "seed": args.seed,
+            "fanout_from": "retrieval part" if stored.get("retrieval", {}).get("fanout") else "searched now",
+        },
+        **measured,
+    }
 
 
 def _model_source(model: str | None) -> str | None:
@@ -519,6 +655,7 @@ def _model_source(model: str | None) -> str | None:
 
 
 # ---- tables, files, main ----
+
 
 def print_tables(result: dict) -> None:
     if "retrieval" in result:
@@ -528,36 +665,50 @@ def print_tables(result: dict) -> None:
         print(f"\nanswers ({a['config']['model']}, k={K}, RAG-Token, constrained)")
         print(f"{'hops':>4} {'n':>6} {'Hits@1':>7} {'answerable':>10} {'Hits@1 ans.':>11} {'abstained':>9} {'ms/q':>7}")
         for hops, r in a["per_hop"].items():
-            print(f"{hops:>4} {r['questions']:>6} {r['hits@1']:>7.3f} {r['answerable']:>10} "
-                  f"{_fmt(r['hits@1_answerable']):>11} {r['abstained']:>9.3f} {r['ms_per_question']:>7}")
+            print(
+                f"{hops:>4} {r['questions']:>6} {r['hits@1']:>7.3f} {r['answerable']:>10} "
+                f"{_fmt(r['hits@1_answerable']):>11} {r['abstained']:>9.3f} {r['ms_per_question']:>7}"
+            )
     if "http" in result:
         h = result["http"]
         print(f"\nHTTP, one request at a time ({h['model']})")
         for hops, r in h["latency"].items():
-            print(f"{hops}-hop: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, n {r['n']}, errors {r['errors']}, "
-                  f"Hits@1 {r['hits@1']}")
+            print(
+                f"{hops}-hop: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, n {r['n']}, errors {r['errors']}, "
+                f"Hits@1 {r['hits@1']}"
+            )
         if "p50_ratio_3hop_1hop" in h:
             print(f"3-hop / 1-hop p50: {h['p50_ratio_3hop_1hop']}")
         print(f"widest fan-out: {h['fanout']}; peak RSS MiB: {h['peak_rss_mb']}")
 
 
 def _print_retrieval(r: dict) -> None:
-    print(f"\nretrieval (k={K}; answer threshold {r['config']['answer_threshold']:.3f}, "
-          f"abstain threshold {r['config']['abstain_threshold']:.3f}); Hits@1: the best path's end, 1st: the answer "
-          f"set's first name; ceilings: MetaQA's chain executed, Hits@1 of picking one of its ends")
-    print(f"{'hops':>4} {'n':>6} {'P':>6} {'R':>6} {'F1':>6} {'path R':>6} {'Hits@1':>6} {'1st':>6} {'abst.':>6} | "
-          f"ceiling simple: {'reach':>5} {'F1':>6} {'Hits@1':>6} | any walk: {'reach':>5} {'F1':>6} {'Hits@1':>6} {'ms/q':>6}")
+    print(
+        f"\nretrieval (k={K}; answer threshold {r['config']['answer_threshold']:.3f}, "
+        f"abstain threshold {r['config']['abstain_threshold']:.3f}); Hits@1: the best path's end, 1st: the answer "
+        f"set's first name; ceilings: MetaQA's chain executed, Hits@1 of picking one of its ends"
+    )
+    print(
+        f"{'hops':>4} {'n':>6} {'P':>6} {'R':>6} {'F1':>6} {'path R':>6} {'Hits@1':>6} {'1st':>6} {'abst.':>6} | "
+        f"ceiling simple: {'reach':>5} {'F1':>6} {'Hits@1':>6} | "
+        f"any walk: {'reach':>5} {'F1':>6} {'Hits@1':>6} {'ms/q':>6}"
+    )
     for hops, h in r["per_hop"].items():
         s, a = h["ceiling"]["simple_paths"], h["ceiling"]["any_walk"]
-        print(f"{hops:>4} {h['questions']:>6} {h['precision']:>6.3f} {h['recall']:>6.3f} {h['f1']:>6.3f} "
-              f"{h['path_recall']:>6.3f} {h['hits@1']:>6.3f} {_fmt(h.get('first_answer_hits@1')):>6} {h['abstained']:>6.3f} | "
-              f"{'':15} {s['reach']:>5.3f} "
-              f"{s['f1']:>6.3f} {s['hits@1_pick_one']:>6.3f} | {'':9} {a['reach']:>5.3f} {a['f1']:>6.3f} "
-              f"{a['hits@1_pick_one']:>6.3f} {h['ms_per_question']:>6}")
+        print(
+            f"{hops:>4} {h['questions']:>6} {h['precision']:>6.3f} {h['recall']:>6.3f} {h['f1']:>6.3f} "
+            f"{h['path_recall']:>6.3f} {h['hits@1']:>6.3f} {_fmt(h.get('first_answer_hits@1')):>6} "
+            f"{h['abstained']:>6.3f} | "
+            f"{'':15} {s['reach']:>5.3f} "
+            f"{s['f1']:>6.3f} {s['hits@1_pick_one']:>6.3f} | {'':9} {a['reach']:>5.3f} {a['f1']:>6.3f} "
+            f"{a['hits@1_pick_one']:>6.3f} {h['ms_per_question']:>6}"
+        )
     for name, row in r["abstention"].items():
-        print(f"abstention ({name}): answerable answered {_fmt(row['answered'])} of {row['answerable']} "
-              f"(target {TARGET_ANSWERED}), unanswerable abstained on {_fmt(row['abstained'])} of {row['unanswerable']} "
-              f"(target {TARGET_ABSTAINED})")
+        print(
+            f"abstention ({name}): answerable answered {_fmt(row['answered'])} of {row['answerable']} "
+            f"(target {TARGET_ANSWERED}), unanswerable abstained on {_fmt(row['abstained'])} of {row['unanswerable']} "
+            f"(target {TARGET_ABSTAINED})"
+        )
     print(f"absent-relation questions: {r['absent_relation']}")
 
 
@@ -566,7 +717,9 @@ def _fmt(value: float | None) -> str:
 
 
 def load_samples(args: argparse.Namespace) -> dict[int, list[Question]]:
-    return {hops: seeded_order(metaqa_split(hops, "test", args.metaqa_dir), args.seed, args.sample) for hops in args.hops}
+    return {
+        hops: seeded_order(metaqa_split(hops, "test", args.metaqa_dir), args.seed, args.sample) for hops in args.hops
+    }
 
 
 def write_absent_questions(args: argparse.Namespace) -> None:
@@ -580,8 +733,9 @@ def write_absent_questions(args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.multihop_bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.multihop_bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--metaqa-dir", type=Path, default=METAQA_DIR)
     p.add_argument("--data-dir", type=Path, default=Path("var/bench"), help="holds the index 'metaqa' and its prior")
     p.add_argument("--prior", type=Path, help="chain prior file to use instead of the one beside the index")
@@ -589,8 +743,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hops", type=lambda s: [int(h) for h in s.split(",")], default=list(HOPS), help="e.g. 1,3")
     p.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of %(default)s")
-    p.add_argument("--model", help='generator model: a directory, a .gguf or "base" (default: the service\'s, '
-                   "models/student when it exists)")
+    p.add_argument(
+        "--model",
+        help='generator model: a directory, a .gguf or "base" (default: the service\'s, models/student when it exists)',
+    )
     p.add_argument("--http-n", type=int, default=100, help="questions per hop count timed over HTTP")
     p.add_argument("--fanout-n", type=int, default=20, help="widest fan-out questions served before reading peak RSS")
     p.add_argument("--results", type=Path, default=RESULTS_FILE, help="the JSON the parts are merged into")
@@ -608,8 +764,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown parts {sorted(unknown)}; choose from {','.join(PARTS)}")
     samples = load_samples(args)
     result = json.loads(args.results.read_text()) if args.results.exists() else {}
-    runners = {"retrieval": lambda: retrieval_part(args, samples), "answers": lambda: answers_part(args, samples),
-               "http": lambda: http_part(args, samples, result)}
+    runners = {
+        "retrieval": lambda: retrieval_part(args, samples),
+        "answers": lambda: answers_part(args, samples),
+        "http": lambda: http_part(args, samples, result),
+    }
     for part in parts:
         start = time.perf_counter()
         measured = runners[part]()

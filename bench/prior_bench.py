@@ -77,6 +77,7 @@ def read_questions(path: Path) -> list[dict]:
 
 # ---- scoring ----
 
+
 def score_row(question: dict, reply: PathSearchResponse) -> dict:
     """One question's reply against its gold answers."""
     gold = {fold(a) for a in question["answers"]}
@@ -87,14 +88,23 @@ def score_row(question: dict, reply: PathSearchResponse) -> dict:
     recall = right / len(gold) if gold else 0.0
     top = reply.chains[0].chain if reply.chains else None
     return {
-        "question": question["question"], "kind": question["kind"], "gold": question["answers"],
-        "answers": given[:20], "answers_total": len(given), "abstained": reply.abstain, "reason": reply.reason,
+        "question": question["question"],
+        "kind": question["kind"],
+        "gold": question["answers"],
+        "answers": given[:20],
+        "answers_total": len(given),
+        "abstained": reply.abstain,
+        "reason": reply.reason,
         "hit": bool(given) and not reply.abstain and fold(given[0]) in gold,
-        "precision": precision, "recall": recall,
+        "precision": precision,
+        "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if right else 0.0,
-        "asked_chain": question.get("chain"), "top_chain": top, "best_chain": reply.best_chain,
+        "asked_chain": question.get("chain"),
+        "top_chain": top,
+        "best_chain": reply.best_chain,
         "chain_right": _same_chain(top, question.get("chain")),
-        "support": round(reply.support, 4), "linked": [e.mention for e in reply.linked],
+        "support": round(reply.support, 4),
+        "linked": [e.mention for e in reply.linked],
     }
 
 
@@ -113,21 +123,31 @@ def summary(rows: list[dict]) -> dict:
     """Hits@1 over the answerable questions and per kind, the answer set's P/R/F1 per kind, abstention shares."""
     answerable = [r for r in rows if r["kind"] in ANSWERABLE]
     absent = [r for r in rows if r["kind"] == "absent"]
-    out = {"questions": len(rows), "answerable": len(answerable), "absent": len(absent),
-           "hits@1": _mean(r["hit"] for r in answerable),
-           "abstained_answerable": _mean(r["abstained"] for r in answerable),
-           "abstained_absent": _mean(r["abstained"] for r in absent),
-           "kinds": {}}
+    out = {
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "absent": len(absent),
+        "hits@1": _mean(r["hit"] for r in answerable),
+        "abstained_answerable": _mean(r["abstained"] for r in answerable),
+        "abstained_absent": _mean(r["abstained"] for r in absent),
+        "kinds": {},
+    }
     for kind in KINDS:
         own = [r for r in rows if r["kind"] == kind]
         if kind == "absent":
-            out["kinds"][kind] = {"n": len(own), "abstained": _mean(r["abstained"] for r in own),
-                                  "answered_empty_or_abstained": _mean(r["abstained"] or not r["answers"] for r in own)}
+            out["kinds"][kind] = {
+                "n": len(own),
+                "abstained": _mean(r["abstained"] for r in own),
+                "answered_empty_or_abstained": _mean(r["abstained"] or not r["answers"] for r in own),
+            }
             continue
-        out["kinds"][kind] = {"n": len(own), "hits@1": _mean(r["hit"] for r in own),
-                              **{m: _mean(r[m] for r in own) for m in ("precision", "recall", "f1")},
-                              "abstained": _mean(r["abstained"] for r in own),
-                              "chain_right": _mean(bool(r["chain_right"]) for r in own)}
+        out["kinds"][kind] = {
+            "n": len(own),
+            "hits@1": _mean(r["hit"] for r in own),
+            **{m: _mean(r[m] for r in own) for m in ("precision", "recall", "f1")},
+            "abstained": _mean(r["abstained"] for r in own),
+            "chain_right": _mean(bool(r["chain_right"]) for r in own),
+        }
     return out
 
 
@@ -138,6 +158,7 @@ def _mean(values) -> float:
 
 # ---- the priors ----
 
+
 def fit_one_hop(search: PathSearch, seed: int) -> tuple[RelationPrior, FitReport]:
     """fit_for_store's fitting on generated one-step questions (and the negatives) only."""
     graph = kg_graph(search)
@@ -145,8 +166,9 @@ def fit_one_hop(search: PathSearch, seed: int) -> tuple[RelationPrior, FitReport
     return fit_chain_prior(search, graph, questions, holdout=0.2, seed=seed, max_eval=900)
 
 
-def run_prior(name: str, state: RetrieverState, questions: list[dict], seed: int,
-              save_dir: Path | None = None) -> dict[str, dict]:
+def run_prior(
+    name: str, state: RetrieverState, questions: list[dict], seed: int, save_dir: Path | None = None
+) -> dict[str, dict]:
     """Set the prior up (fitting it when asked), answer every question, score the replies. A fitted prior is
     also scored with abstention turned off (the abstain threshold set to 0, as KGRAG_RETRIEVER_ABSTAIN_THRESHOLD
     would): "<name>_no_abstention", which tells the answers the threshold withheld from those ranked wrong."""
@@ -156,12 +178,16 @@ def run_prior(name: str, state: RetrieverState, questions: list[dict], seed: int
     if name == "uniform":
         search.prior = RelationPrior.uniform(state.entities.relations, state.encoder.dim)
     else:
-        prior, report = (fit_for_store(search, [], from_kg=True, seed=seed) if name == "from_kg"
-                         else fit_one_hop(search, seed))
+        prior, report = (
+            fit_for_store(search, [], from_kg=True, seed=seed) if name == "from_kg" else fit_one_hop(search, seed)
+        )
         search.prior = prior
         fit = {**dataclasses.asdict(report), "total_seconds": round(time.perf_counter() - start, 1)}
-        print(f"  {name}: fitted in {fit['total_seconds']} s, {report.keys} keys, chosen {report.chosen}",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {name}: fitted in {fit['total_seconds']} s, {report.keys} keys, chosen {report.chosen}",
+            file=sys.stderr,
+            flush=True,
+        )
         if save_dir:
             prior.save(save_dir / f"demo.{name}.relation_prior.npz")
     out = {name: {**answer_all(search, state.settings, questions), "fit": fit}}
@@ -179,13 +205,24 @@ def answer_all(search: PathSearch, settings: RetrieverSettings, questions: list[
     for i in range(0, len(questions), 16):
         replies += search_replies(search, settings, [q["question"] for q in questions[i : i + 16]], PathOptions(k=K))
     seconds = time.perf_counter() - start
-    rows = [{**score_row(q, r), "prior_top": prior_top(search, q["question"])}
-            for q, r in zip(questions, replies, strict=True)]
-    return {"prior": {"keys": len(prior.keys), "weight": prior.weight, "temperature": prior.temperature,
-                      "mention_penalty": prior.mention_penalty, "answer_threshold": prior.answer_threshold,
-                      "abstain_threshold": prior.abstain_threshold,
-                      "thresholds_used": dict(zip(("answer", "abstain"), thresholds(settings, prior), strict=True))},
-            "search_seconds": round(seconds, 1), "summary": summary(rows), "rows": rows}
+    rows = [
+        {**score_row(q, r), "prior_top": prior_top(search, q["question"])}
+        for q, r in zip(questions, replies, strict=True)
+    ]
+    return {
+        "prior": {
+            "keys": len(prior.keys),
+            "weight": prior.weight,
+            "temperature": prior.temperature,
+            "mention_penalty": prior.mention_penalty,
+            "answer_threshold": prior.answer_threshold,
+            "abstain_threshold": prior.abstain_threshold,
+            "thresholds_used": dict(zip(("answer", "abstain"), thresholds(settings, prior), strict=True)),
+        },
+        "search_seconds": round(seconds, 1),
+        "summary": summary(rows),
+        "rows": rows,
+    }
 
 
 def prior_top(search: PathSearch, question: str, n: int = 3) -> dict:
@@ -198,11 +235,15 @@ def prior_top(search: PathSearch, question: str, n: int = 3) -> dict:
     best = np.argsort(-row)[:n]
     none = search.prior.keys.index(NONE_KEY) if NONE_KEY in search.prior.keys else None
     top = [[search.prior.keys[i], round(float(np.exp(row[i])), 4)] for i in best]
-    return {"mention": linked[0].mention, "top": top,
-            "none": None if none is None else round(float(np.exp(row[none])), 4)}
+    return {
+        "mention": linked[0].mention,
+        "top": top,
+        "none": None if none is None else round(float(np.exp(row[none])), 4),
+    }
 
 
 # ---- output ----
+
 
 def print_table(result: dict) -> None:
     names = list(result["priors"])
@@ -231,15 +272,19 @@ def print_table(result: dict) -> None:
     for n_ in names:
         fit = result["priors"][n_]["fit"]
         if fit:
-            print(f"fit {n_}: {fit['total_seconds']} s ({fit['seconds']}), questions {fit['questions']}, "
-                  f"chosen {fit['chosen']}")
+            print(
+                f"fit {n_}: {fit['total_seconds']} s ({fit['seconds']}), questions {fit['questions']}, "
+                f"chosen {fit['chosen']}"
+            )
     print("\nmisses of the fitted prior (from_kg):")
     for row in result["priors"].get("from_kg", {"rows": []})["rows"]:
         wrong = (not row["hit"]) if row["kind"] != "absent" else (not row["abstained"])
         if wrong:
-            print(f"  [{row['kind']}] {row['question']} -> {row['answers'][:3]} abstained={row['abstained']} "
-                  f"top={row['top_chain']} best={row['best_chain']} asked={row['asked_chain']} "
-                  f"prior={row['prior_top'].get('top', [[None]])[0]} none={row['prior_top'].get('none')}")
+            print(
+                f"  [{row['kind']}] {row['question']} -> {row['answers'][:3]} abstained={row['abstained']} "
+                f"top={row['top_chain']} best={row['best_chain']} asked={row['asked_chain']} "
+                f"prior={row['prior_top'].get('top', [[None]])[0]} none={row['prior_top'].get('none')}"
+            )
 
 
 def to_json(result: dict) -> str:
@@ -275,15 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     encoder = Encoder.load()
     result: dict = {"questions_file": str(args.questions), "k": K, "seed": args.seed, "priors": {}}
     with tempfile.TemporaryDirectory() as data_dir:
-        state = RetrieverState(settings=RetrieverSettings(data_dir=Path(data_dir)), encoder=encoder,
-                               metrics=Metrics("bench_prior"))
+        state = RetrieverState(
+            settings=RetrieverSettings(data_dir=Path(data_dir)), encoder=encoder, metrics=Metrics("bench_prior")
+        )
         try:
             start = time.perf_counter()
-            stats = ingest_triples(demo_triples(), encoder=encoder, store=state.store(), entities=state.entities,
-                                   progress=False)
+            stats = ingest_triples(
+                demo_triples(), encoder=encoder, store=state.store(), entities=state.entities, progress=False
+            )
             state.store().optimize()
-            result["kg"] = {"facts": stats.added, "relations": state.entities.relations,
-                            "load_seconds": round(time.perf_counter() - start, 1)}
+            result["kg"] = {
+                "facts": stats.added,
+                "relations": state.entities.relations,
+                "load_seconds": round(time.perf_counter() - start, 1),
+            }
             print(f"demo KG: {stats.added} facts in {result['kg']['load_seconds']} s", file=sys.stderr, flush=True)
             for name in names:
                 print(f"prior: {name}", file=sys.stderr, flush=True)

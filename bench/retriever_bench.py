@@ -47,18 +47,27 @@ def encoder_speed(texts: list[str], rounds: int = 3) -> dict:
             vectors[name] = enc.encode(texts)
             best[name] = max(best[name], len(texts) / (time.perf_counter() - start))
     cos = (vectors["bf16"] * vectors["fp32"]).sum(axis=1)
-    return {**{k: round(v) for k, v in best.items()}, "speedup": round(best["bf16"] / best["fp32"], 2),
-            "cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
+    return {
+        **{k: round(v) for k, v in best.items()},
+        "speedup": round(best["bf16"] / best["fp32"], 2),
+        "cos_min": float(cos.min()),
+        "cos_mean": float(cos.mean()),
+    }
 
 
 def ingest(state: RetrieverState, kb: Path) -> dict:
     start = time.perf_counter()
-    stats = ingest_triples(read_triples(kb, "pipe"), encoder=state.encoder, store=state.store(),
-                           entities=state.entities, progress=True)
+    stats = ingest_triples(
+        read_triples(kb, "pipe"), encoder=state.encoder, store=state.store(), entities=state.entities, progress=True
+    )
     seconds = time.perf_counter() - start
     state.store().optimize()
-    return {**stats.as_dict(), "seconds": round(seconds, 1), "facts_per_s": round(stats.added / seconds),
-            "optimize_seconds": round(time.perf_counter() - start - seconds, 1)}
+    return {
+        **stats.as_dict(),
+        "seconds": round(seconds, 1),
+        "facts_per_s": round(stats.added / seconds),
+        "optimize_seconds": round(time.perf_counter() - start - seconds, 1),
+    }
 
 
 def recall_table(state: RetrieverState, test: list[Question]) -> dict:
@@ -77,8 +86,11 @@ def recall_table(state: RetrieverState, test: list[Question]) -> dict:
 
 def latency(samples: list[float]) -> dict:
     ms = np.asarray(samples) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
-            "n": len(ms)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "n": len(ms),
+    }
 
 
 def search_latency(state: RetrieverState, queries: list[str]) -> dict:
@@ -127,8 +139,14 @@ def main() -> None:
     settings = RetrieverSettings(data_dir=args.data_dir, collection="metaqa")
     kb = args.metaqa_dir / "kb.txt"
     texts = [t.text for _, t in zip(range(4096), read_triples(kb, "pipe"), strict=False)]
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
-                          "torch": torch.__version__}, "encoder": encoder_speed(texts)}
+    result = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "encoder": encoder_speed(texts),
+    }
     print(json.dumps(result["encoder"]), flush=True)
     if not args.reuse:
         shutil.rmtree(args.data_dir / "metaqa", ignore_errors=True)
@@ -148,9 +166,12 @@ def main() -> None:
         dev = [args.metaqa_dir / f"{hops}-hop" / "dev.txt" for hops in (1, 2, 3)]
         prior, report = fit_for_store(state.path_search(), dev)
         prior.save(settings.relation_prior_path)
-        result["relation_prior"] = {"fit_seconds": round(time.perf_counter() - start, 1),
-                                    "chosen_on_dev": report.chosen, "dev_questions_labelled": report.labelled,
-                                    "held_out": report.held_out}
+        result["relation_prior"] = {
+            "fit_seconds": round(time.perf_counter() - start, 1),
+            "chosen_on_dev": report.chosen,
+            "dev_questions_labelled": report.labelled,
+            "held_out": report.held_out,
+        }
     state.relations = RelationPrior.load(settings.relation_prior_path)
     print(json.dumps(result["relation_prior"]), flush=True)
     result["recall_test"] = recall_table(state, test)
@@ -165,12 +186,16 @@ def main() -> None:
 
 
 def print_table(result: dict) -> None:
-    print(f"\nencoder facts/s: fp32 {result['encoder']['fp32']}, bf16 {result['encoder']['bf16']} "
-          f"({result['encoder']['speedup']}x), cos min {result['encoder']['cos_min']:.4f}")
+    print(
+        f"\nencoder facts/s: fp32 {result['encoder']['fp32']}, bf16 {result['encoder']['bf16']} "
+        f"({result['encoder']['speedup']}x), cos min {result['encoder']['cos_min']:.4f}"
+    )
     if "ingest" in result:
         i = result["ingest"]
-        print(f"ingest: {i['added']} facts in {i['seconds']} s ({i['facts_per_s']} facts/s), "
-              f"HNSW build {i['optimize_seconds']} s")
+        print(
+            f"ingest: {i['added']} facts in {i['seconds']} s ({i['facts_per_s']} facts/s), "
+            f"HNSW build {i['optimize_seconds']} s"
+        )
     print(f"\n{'MetaQA 1-hop test (9,947 questions)':55s} R@1    R@5    R@10   R@20")
     for name, r in result["recall_test"].items():
         print(f"{name:55s} " + "  ".join(f"{r[k]:.3f}" for k in ("R@1", "R@5", "R@10", "R@20")))

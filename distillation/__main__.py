@@ -34,15 +34,28 @@ def parser() -> argparse.ArgumentParser:
     rows = field_docs()
     width = max(len(key) for key, _, _ in rows)
     fields = "\n".join(f"  {key:<{width}}  {json.dumps(default)}\n  {'':<{width}}  {doc}" for key, default, doc in rows)
-    p = argparse.ArgumentParser(prog="python -m distillation", description=DESCRIPTION,
-                                epilog=f"config fields (--set key=value; defaults = the cpu profile):\n{fields}",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m distillation",
+        description=DESCRIPTION,
+        epilog=f"config fields (--set key=value; defaults = the cpu profile):\n{fields}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("step", choices=[*STEPS, "all"])
     p.add_argument("--config", type=Path, help="a JSON or TOML file of config fields (sections as tables)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="cpu",
-                   help="preset sizes: cpu (a 2-core CPU) or gpu (a CUDA machine); default cpu")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field (dotted key; value parsed as JSON when it parses); repeatable")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="cpu",
+        help="preset sizes: cpu (a 2-core CPU) or gpu (a CUDA machine); default cpu",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (dotted key; value parsed as JSON when it parses); repeatable",
+    )
     return p
 
 

@@ -81,8 +81,10 @@ class Example:
 
     def fill(self, reply: PathSearchResponse) -> None:
         """The retriever's reply as this example's documents, linked entities, answer set and verdict."""
-        self.documents = [{"text": p.text, "end": p.steps[-1].entity, "chain": p.chain, "score": p.score,
-                           "prior": p.prior} for p in reply.paths]
+        self.documents = [
+            {"text": p.text, "end": p.steps[-1].entity, "chain": p.chain, "score": p.score, "prior": p.prior}
+            for p in reply.paths
+        ]
         self.linked = sorted({name for entity in reply.linked for name in entity.names})
         self.answer_set = [a.name for a in reply.answers]
         self.abstained = reply.abstain
@@ -92,8 +94,11 @@ def run_data(config: DistillConfig, retriever: PathRetriever) -> dict:
     """Write data/train.jsonl and data/manifest.json under the run directory; returns the manifest."""
     cfg, out = config.data, Path(config.run_dir) / "data"
     sources: list[str] = []
-    questions = (dev_questions(cfg, config.seed, sources) + kg_questions(cfg, config.seed, sources)
-                 + kg_chain_questions(cfg, config.seed))
+    questions = (
+        dev_questions(cfg, config.seed, sources)
+        + kg_questions(cfg, config.seed, sources)
+        + kg_chain_questions(cfg, config.seed)
+    )
     by_key: dict[str, Example] = {}
     for question in questions:
         by_key.setdefault(fold(question.question), question)  # the first of each folded text is kept
@@ -107,10 +112,14 @@ def run_data(config: DistillConfig, retriever: PathRetriever) -> dict:
         "sources": sources,
         "retriever": _retriever_source(cfg),
         "seed": config.seed,
-        "counts": {"questions": len(questions), "unique": len(unique), "answer_in_documents":
-                   sum(e.target is not None for e in examples), "abstained": sum(e.abstained for e in examples),
-                   "kept": len(kept),
-                   "by_source": {s: sum(e.source == s for e in kept) for s in sorted({e.source for e in kept})}},
+        "counts": {
+            "questions": len(questions),
+            "unique": len(unique),
+            "answer_in_documents": sum(e.target is not None for e in examples),
+            "abstained": sum(e.abstained for e in examples),
+            "kept": len(kept),
+            "by_source": {s: sum(e.source == s for e in kept) for s in sorted({e.source for e in kept})},
+        },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     save_config(config, out / "distillation_config.json")
@@ -139,9 +148,13 @@ def kg_questions(cfg: DataConfig, seed: int, sources: list[str]) -> list[Example
     if cfg.max_template_questions <= 0:
         return []
     sources.extend(DEMO_KG if name == DEMO_KG else str(Path(name).resolve()) for name in cfg.kg_files)
-    written = template_questions(kg_triples(cfg.kg_files), limit=cfg.max_template_questions,
-                                 phrasings=cfg.phrasings_per_pair, max_answers=cfg.max_answers,
-                                 rng=random.Random(f"{seed}:templates"))
+    written = template_questions(
+        kg_triples(cfg.kg_files),
+        limit=cfg.max_template_questions,
+        phrasings=cfg.phrasings_per_pair,
+        max_answers=cfg.max_answers,
+        rng=random.Random(f"{seed}:templates"),
+    )
     return [Example(q.text, list(q.answers), q.qtype, "template") for q in written]
 
 
@@ -151,8 +164,9 @@ def kg_chain_questions(cfg: DataConfig, seed: int) -> list[Example]:
     if cfg.chain_questions <= 0:
         return []
     graph = KGGraph.of((t.payload() for t in kg_triples(cfg.kg_files)), ALIAS_RELATIONS)
-    written = chain_questions(graph, max_hops=2, per_chain=5, max_answers=cfg.max_answers,
-                              rng=random.Random(f"{seed}:chains"))
+    written = chain_questions(
+        graph, max_hops=2, per_chain=5, max_answers=cfg.max_answers, rng=random.Random(f"{seed}:chains")
+    )
     random.Random(f"{seed}:chains").shuffle(written)
     return [Example(q.text, list(q.answers), q.chain, "chain") for q in written[: cfg.chain_questions]]
 
@@ -170,15 +184,18 @@ def retrieve(retriever: PathRetriever, examples: list[Example], k: int, batch_si
 
 def path_retriever(state: RetrieverState) -> PathRetriever:
     """The path search of an in-process retriever state, answering as the service does."""
+
     def replies(questions: list[str], k: int) -> list[PathSearchResponse]:
         return search_replies(state.path_search(), state.settings, questions, PathOptions(k=k))
+
     return replies
 
 
 def open_retriever(cfg: DataConfig) -> RetrieverState:
     """The in-process retriever over the configured index (`path_retriever` of it; .close() when done)."""
-    settings = RetrieverSettings(data_dir=Path(cfg.retriever_data_dir), collection=cfg.retriever_collection,
-                                 qdrant_url=cfg.retriever_url)
+    settings = RetrieverSettings(
+        data_dir=Path(cfg.retriever_data_dir), collection=cfg.retriever_collection, qdrant_url=cfg.retriever_url
+    )
     return RetrieverState(settings=settings, encoder=Encoder.load(), metrics=Metrics("distillation"))
 
 

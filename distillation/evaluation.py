@@ -43,9 +43,11 @@ from shared.qa_data import Question, metaqa_split
 
 log = logging.getLogger(__name__)
 MODELS = ("base", "teacher", "student")
-DEV_NOTE = ("dev: only 9,776 of the 9,992 MetaQA 1-hop dev questions are answerable from the graph (ceiling 0.978; "
-            "counted here with fold-normalised names: {counted}); the teacher and the student were trained on dev "
-            "questions, so their dev figures are in-sample.")
+DEV_NOTE = (
+    "dev: only 9,776 of the 9,992 MetaQA 1-hop dev questions are answerable from the graph (ceiling 0.978; "
+    "counted here with fold-normalised names: {counted}); the teacher and the student were trained on dev "
+    "questions, so their dev figures are in-sample."
+)
 
 
 def run_evaluate(config: DistillConfig, retriever: PathRetriever) -> dict:
@@ -54,21 +56,32 @@ def run_evaluate(config: DistillConfig, retriever: PathRetriever) -> dict:
     cfg = config.eval
     splits, ceilings = _accuracy_splits(config, retriever) if "accuracy" in cfg.measure else ({}, {})
     timed = _latency_examples(config, retriever) if "latency" in cfg.measure else []
-    notes = ({"dev": DEV_NOTE.format(counted=ceilings["dev/1-hop"]["graph_answerable"])}
-             if "dev/1-hop" in ceilings else {})
+    notes = (
+        {"dev": DEV_NOTE.format(counted=ceilings["dev/1-hop"]["graph_answerable"])} if "dev/1-hop" in ceilings else {}
+    )
     rows, latency, run_id = [], {}, time.strftime("%Y-%m-%dT%H:%M:%S")
     for name, source in _model_sources(config).items():
         if source is None:
             log.warning("evaluate: no %s model, skipped", name)
             continue
-        generator = RagGenerator(load_causal_lm(source, cache_dir=Path(config.lm_cache_dir), dtype=cfg.dtype,
-                                                device=config.device))
+        generator = RagGenerator(
+            load_causal_lm(source, cache_dir=Path(config.lm_cache_dir), dtype=cfg.dtype, device=config.device)
+        )
         rows.extend(_accuracy_rows(name, generator, splits, cfg, notes))
         if timed:
             latency[name] = _latency(name, generator, timed, cfg, run_id)
         del generator
-    result = _merge(_previous(config), {"machine": _machine(), "eval": cfg.model_dump(), "ceilings": ceilings,
-                                        "rows": rows, "latency": latency, "notes": notes})
+    result = _merge(
+        _previous(config),
+        {
+            "machine": _machine(),
+            "eval": cfg.model_dump(),
+            "ceilings": ceilings,
+            "rows": rows,
+            "latency": latency,
+            "notes": notes,
+        },
+    )
     _write_results(config, result)
     _update_cards(config, result["rows"])
     return result
@@ -103,8 +116,9 @@ def _latency_examples(config: DistillConfig, retriever: PathRetriever) -> list[E
     return examples
 
 
-def _retrieved(retriever: PathRetriever, questions: list[Question], split: str, hops: int,
-               config: DistillConfig) -> list[Example]:
+def _retrieved(
+    retriever: PathRetriever, questions: list[Question], split: str, hops: int, config: DistillConfig
+) -> list[Example]:
     examples = [Example.of_metaqa(q, split, hops) for q in questions]
     return retrieve(retriever, examples, config.data.top_k, config.data.retrieval_batch_size)
 
@@ -114,16 +128,30 @@ def _answerable(example: Example) -> bool:
     return bool(example.documents) and not example.abstained
 
 
-def _accuracy_rows(name: str, generator: RagGenerator, splits: dict[str, list[Example]], cfg: EvalConfig,
-                   notes: dict[str, str]) -> list[dict]:
+def _accuracy_rows(
+    name: str, generator: RagGenerator, splits: dict[str, list[Example]], cfg: EvalConfig, notes: dict[str, str]
+) -> list[dict]:
     rows = []
     for split_hops, examples in splits.items():
         split, hops = split_hops.split("/")
         predictions, seconds = answer(generator, examples, cfg, f"{name} {split_hops}")
-        row = {"model": name, "split": split, "hops": int(hops[0]), **score(examples, predictions),
-               "seconds": round(seconds, 1), "note": notes.get(split, "") if hops == "1-hop" else ""}
-        log.info("%s %s: Hits@1 %.4f, EM %.4f (%d questions, %.0f s)", name, split_hops, row["hits@1"],
-                 row["exact_match"], row["questions"], seconds)
+        row = {
+            "model": name,
+            "split": split,
+            "hops": int(hops[0]),
+            **score(examples, predictions),
+            "seconds": round(seconds, 1),
+            "note": notes.get(split, "") if hops == "1-hop" else "",
+        }
+        log.info(
+            "%s %s: Hits@1 %.4f, EM %.4f (%d questions, %.0f s)",
+            name,
+            split_hops,
+            row["hits@1"],
+            row["exact_match"],
+            row["questions"],
+            seconds,
+        )
         rows.append(row)
     return rows
 
@@ -138,17 +166,33 @@ def _latency(name: str, generator: RagGenerator, examples: list[Example], cfg: E
         by_hops[hops.split("/")[1][0]], total = round(1000 * seconds / max(len(own), 1), 2), total + seconds
     ms = 1000 * total / max(len(examples), 1)
     log.info("%s: %.1f ms per answer (%d questions, %d per call): %s", name, ms, len(examples), cfg.batch_size, by_hops)
-    return {"ms_per_answer": round(ms, 2), "by_hops": by_hops, "questions": len(examples),
-            "batch_size": cfg.batch_size, "threads": torch.get_num_threads(), "run": run_id}
+    return {
+        "ms_per_answer": round(ms, 2),
+        "by_hops": by_hops,
+        "questions": len(examples),
+        "batch_size": cfg.batch_size,
+        "threads": torch.get_num_threads(),
+        "run": run_id,
+    }
 
 
-def answer(generator: RagGenerator, examples: list[Example], cfg: EvalConfig,
-           desc: str = "answer") -> tuple[list[str], float]:
+def answer(
+    generator: RagGenerator, examples: list[Example], cfg: EvalConfig, desc: str = "answer"
+) -> tuple[list[str], float]:
     """Each example's answer ("" when the retriever found no path or abstained), and the seconds spent in the
     timed generate calls."""
-    requests = {i: RagRequest(e.question, e.texts, e.log_priors, mode=cfg.mode, max_new_tokens=cfg.max_new_tokens,
-                              allowed_answers=e.candidates() if cfg.constrain else None)
-                for i, e in enumerate(examples) if _answerable(e)}
+    requests = {
+        i: RagRequest(
+            e.question,
+            e.texts,
+            e.log_priors,
+            mode=cfg.mode,
+            max_new_tokens=cfg.max_new_tokens,
+            allowed_answers=e.candidates() if cfg.constrain else None,
+        )
+        for i, e in enumerate(examples)
+        if _answerable(e)
+    }
     order = list(requests)
     if order:
         generator.generate([requests[order[0]]])  # warm-up: the head's KV cache, first-call allocations
@@ -175,18 +219,27 @@ def score(examples: list[Example], predictions: list[str]) -> dict:
         "questions": len(examples),
         "hits@1": sum(hits) / max(len(examples), 1),
         "exact_match": sum(exact) / max(len(examples), 1),
-        "by_qtype": {qtype: {"questions": len(ids), "hits@1": sum(hits[i] for i in ids) / len(ids),
-                             "exact_match": sum(exact[i] for i in ids) / len(ids)}
-                     for qtype, ids in sorted(by_type.items())},
+        "by_qtype": {
+            qtype: {
+                "questions": len(ids),
+                "hits@1": sum(hits[i] for i in ids) / len(ids),
+                "exact_match": sum(exact[i] for i in ids) / len(ids),
+            }
+            for qtype, ids in sorted(by_type.items())
+        },
     }
 
 
-def _ceilings(questions: list[Question], sample: list[Question], examples: list[Example],
-              neighbours: dict[str, set[str]] | None) -> dict:
+def _ceilings(
+    questions: list[Question], sample: list[Question], examples: list[Example], neighbours: dict[str, set[str]] | None
+) -> dict:
     """The retrieval ceiling on the sample (a retrieved path ends at a gold answer, no abstention), the share
     abstained on, and with `neighbours` (1-hop) the graph ceiling on the whole split and on the sample."""
-    out = {"retrieved_answer_sample": sum(_answerable(e) and e.gold_target() is not None for e in examples)
-           / max(len(examples), 1), "abstained_sample": sum(e.abstained for e in examples) / max(len(examples), 1)}
+    out = {
+        "retrieved_answer_sample": sum(_answerable(e) and e.gold_target() is not None for e in examples)
+        / max(len(examples), 1),
+        "abstained_sample": sum(e.abstained for e in examples) / max(len(examples), 1),
+    }
     if neighbours is None:
         return out
 
@@ -194,8 +247,12 @@ def _ceilings(questions: list[Question], sample: list[Question], examples: list[
         if not q.topic:
             return False
         return bool(neighbours.get(fold(q.topic), set()) & {fold(a) for a in q.answers})
-    return {"graph_answerable": f"{sum(map(in_graph, questions))} of {len(questions)}",
-            "graph_answerable_sample": sum(map(in_graph, sample)) / max(len(sample), 1), **out}
+
+    return {
+        "graph_answerable": f"{sum(map(in_graph, questions))} of {len(questions)}",
+        "graph_answerable_sample": sum(map(in_graph, sample)) / max(len(sample), 1),
+        **out,
+    }
 
 
 def _neighbours(kg_files: list[str]) -> dict[str, set[str]]:
@@ -216,8 +273,10 @@ def _sample(questions: list[Question], limit: int | None, seed: str) -> list[Que
 def _model_sources(config: DistillConfig) -> dict[str, str | Path | None]:
     """The model of each configured row: base (a directory or a GGUF), teacher, student (None when absent)."""
     trained = {"teacher": Path(config.teacher_dir), "student": Path(config.student_dir)}
-    sources = {"base": config.teacher_base or teacher_gguf_path(),
-               **{name: path if (path / "config.json").is_file() else None for name, path in trained.items()}}
+    sources = {
+        "base": config.teacher_base or teacher_gguf_path(),
+        **{name: path if (path / "config.json").is_file() else None for name, path in trained.items()},
+    }
     return {name: sources[name] for name in config.eval.models}
 
 
@@ -230,8 +289,10 @@ def _merge(previous: dict, new: dict) -> dict:
     """new's rows, latencies, ceilings and notes, with previous's for the models and splits new did not measure;
     each test row carries its model's latency, and the student's speed-up over the teacher is given when both
     were timed in the same run."""
+
     def key(row: dict) -> tuple:
         return row["model"], row["split"], row.get("hops", 1)
+
     measured = {key(row) for row in new["rows"]}
     rows = [row for row in previous.get("rows", []) if key(row) not in measured] + new["rows"]
     rows.sort(key=lambda row: (MODELS.index(row["model"]), row["split"] != "test", row.get("hops", 1)))
@@ -241,9 +302,14 @@ def _merge(previous: dict, new: dict) -> dict:
         if row["split"] == "test" and row["model"] in latency:
             by_hops = latency[row["model"]].get("by_hops", {})
             row["latency_ms_per_answer"] = by_hops.get(str(row.get("hops", 1)), latency[row["model"]]["ms_per_answer"])
-    merged = {**previous, **new, "rows": rows, "latency": latency,
-              "ceilings": {**previous.get("ceilings", {}), **new["ceilings"]},
-              "notes": {**previous.get("notes", {}), **new["notes"]}}
+    merged = {
+        **previous,
+        **new,
+        "rows": rows,
+        "latency": latency,
+        "ceilings": {**previous.get("ceilings", {}), **new["ceilings"]},
+        "notes": {**previous.get("notes", {}), **new["notes"]},
+    }
     teacher, student = latency.get("teacher"), latency.get("student")
     merged.pop("student_speedup", None)
     if teacher and student and teacher["run"] == student["run"]:
@@ -252,8 +318,12 @@ def _merge(previous: dict, new: dict) -> dict:
 
 
 def _machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch": torch.__version__}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+    }
 
 
 def _write_results(config: DistillConfig, result: dict) -> None:
@@ -276,13 +346,18 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [row for row in rows if row["split"] == "test" and "latency_ms_per_answer" in row
-              and row.get("hops", 1) == 1]
+    points = [
+        row for row in rows if row["split"] == "test" and "latency_ms_per_answer" in row and row.get("hops", 1) == 1
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter([r["latency_ms_per_answer"] for r in points], [r["hits@1"] for r in points])
     for r in points:
-        ax.annotate(f"{r['model']} ({r['hits@1']:.4f})", (r["latency_ms_per_answer"], r["hits@1"]),
-                    textcoords="offset points", xytext=(5, 3))
+        ax.annotate(
+            f"{r['model']} ({r['hits@1']:.4f})",
+            (r["latency_ms_per_answer"], r["hits@1"]),
+            textcoords="offset points",
+            xytext=(5, 3),
+        )
     hits = [r["hits@1"] for r in points] or [0.0]
     pad = max(0.01, (max(hits) - min(hits)) / 4)  # a span of 2 points at least: tiny gaps do not fill the plot
     ax.set_ylim(min(hits) - pad, max(hits) + pad)

@@ -16,8 +16,9 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from distillation.config import DistillConfig, save_config
 
 
-def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path,
-                 config: DistillConfig, card: str) -> Path:
+def export_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path, config: DistillConfig, card: str
+) -> Path:
     directory = Path(directory)
     tmp, old = directory.with_name(f".{directory.name}.tmp"), directory.with_name(f".{directory.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)

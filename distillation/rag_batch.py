@@ -94,14 +94,20 @@ def answer_logits(model: PreTrainedModel, batch: RagBatch) -> torch.Tensor:
     rows, device = batch.row_question, batch.head.device
     s, t = batch.suffixes.shape[1], batch.targets.shape[1]
     start = batch.head.shape[1] + batch.question_lengths[rows]  # (R,) position of each row's first suffix token
-    positions = torch.cat([start[:, None] + torch.arange(s, device=device),
-                           (start + batch.suffix_lengths)[:, None] + torch.arange(t - 1, device=device)], dim=1)
+    positions = torch.cat(
+        [
+            start[:, None] + torch.arange(s, device=device),
+            (start + batch.suffix_lengths)[:, None] + torch.arange(t - 1, device=device),
+        ],
+        dim=1,
+    )
     answer_real = batch.target_mask[rows, :-1].long()  # (R, T-1)
     suffix_real = real_positions(s, batch.suffix_lengths).long()  # (R, S)
     mask = torch.cat([prefix_mask, suffix_real, answer_real], dim=1)  # (R, H + Lq + S + T-1)
     ids = torch.cat([batch.suffixes, batch.targets[rows, :-1]], dim=1)  # (R, S + T-1): suffix, answer but its last
-    hidden = model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                              use_cache=True).last_hidden_state  # (R, S + T-1, D)
+    hidden = model.base_model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+    ).last_hidden_state  # (R, S + T-1, D)
     answer_steps = s + torch.arange(t - 1, device=device).expand(len(rows), -1)  # (R, T-1)
     steps = torch.cat([batch.suffix_lengths[:, None] - 1, answer_steps], dim=1)  # (R, T) output predicting target t
     picked = hidden.gather(1, steps[..., None].expand(-1, -1, hidden.shape[-1]))  # (R, T, D)
@@ -124,4 +130,3 @@ def _row_prefixes(model: PreTrainedModel, batch: RagBatch) -> tuple[DynamicCache
     positions = head_len + torch.arange(batch.questions.shape[1], device=device).expand(b, -1)  # (B, Lq)
     base(input_ids=batch.questions, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
     return select_cache_rows(cache, batch.row_question, config), mask[batch.row_question]
-

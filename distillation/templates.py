@@ -29,49 +29,99 @@ class Templates:
 
 METAQA_TEMPLATES = {
     "directed_by": Templates(
-        ("who directed {e}", "who was the director of {e}", "{e} was directed by who",
-         "which person directed the film {e}"),
-        ("what movies did {e} direct", "which films were directed by {e}", "{e} directed which movies",
-         "what films has {e} directed"),
-        "movie_to_director", "director_to_movie"),
+        (
+            "who directed {e}",
+            "who was the director of {e}",
+            "{e} was directed by who",
+            "which person directed the film {e}",
+        ),
+        (
+            "what movies did {e} direct",
+            "which films were directed by {e}",
+            "{e} directed which movies",
+            "what films has {e} directed",
+        ),
+        "movie_to_director",
+        "director_to_movie",
+    ),
     "written_by": Templates(
         ("who wrote {e}", "who is the writer of {e}", "{e} was written by who", "who wrote the screenplay for {e}"),
-        ("what movies did {e} write", "which films were written by {e}", "{e} is the writer of which movies",
-         "what films has {e} written"),
-        "movie_to_writer", "writer_to_movie"),
+        (
+            "what movies did {e} write",
+            "which films were written by {e}",
+            "{e} is the writer of which movies",
+            "what films has {e} written",
+        ),
+        "movie_to_writer",
+        "writer_to_movie",
+    ),
     "starred_actors": Templates(
-        ("who acted in {e}", "who starred in {e}", "the actors in {e} were who",
-         "which actors appear in the movie {e}"),
-        ("what movies did {e} act in", "which films did {e} star in", "{e} appears in which movies",
-         "what films was {e} in"),
-        "movie_to_actor", "actor_to_movie"),
+        (
+            "who acted in {e}",
+            "who starred in {e}",
+            "the actors in {e} were who",
+            "which actors appear in the movie {e}",
+        ),
+        (
+            "what movies did {e} act in",
+            "which films did {e} star in",
+            "{e} appears in which movies",
+            "what films was {e} in",
+        ),
+        "movie_to_actor",
+        "actor_to_movie",
+    ),
     "release_year": Templates(
-        ("when was {e} released", "what year did {e} come out", "{e} was released in which year",
-         "what is the release year of the movie {e}"),
+        (
+            "when was {e} released",
+            "what year did {e} come out",
+            "{e} was released in which year",
+            "what is the release year of the movie {e}",
+        ),
         ("which movies were released in {e}", "what films came out in {e}", "name a movie released in {e}"),
-        "movie_to_year", "year_to_movie"),
+        "movie_to_year",
+        "year_to_movie",
+    ),
     "in_language": Templates(
-        ("what language is {e} in", "what is the language of the film {e}", "{e} is in which language",
-         "which language is spoken in {e}"),
+        (
+            "what language is {e} in",
+            "what is the language of the film {e}",
+            "{e} is in which language",
+            "which language is spoken in {e}",
+        ),
         ("which movies are in {e}", "what films are in the {e} language", "name a film in {e}"),
-        "movie_to_language", "language_to_movie"),
+        "movie_to_language",
+        "language_to_movie",
+    ),
     "has_tags": Templates(
-        ("what are some words that describe {e}", "what topics is {e} about", "{e} can be described by which words",
-         "what is the movie {e} about"),
+        (
+            "what are some words that describe {e}",
+            "what topics is {e} about",
+            "{e} can be described by which words",
+            "what is the movie {e} about",
+        ),
         ("which films can be described by {e}", "what movies are about {e}", "which movies are tagged {e}"),
-        "movie_to_tags", "tag_to_movie"),
+        "movie_to_tags",
+        "tag_to_movie",
+    ),
     "has_genre": Templates(
         ("what genre is {e}", "what is the genre of the film {e}", "{e} is which genre", "what kind of movie is {e}"),
         ("which movies are {e} films", "name a {e} movie", "what films are in the {e} genre"),
-        "movie_to_genre", "genre_to_movie"),
+        "movie_to_genre",
+        "genre_to_movie",
+    ),
     "has_imdb_rating": Templates(
         ("how would people rate {e}", "what is the imdb rating of {e}", "how is {e} rated"),
         ("which movies are rated {e}", "what films have an imdb rating of {e}"),
-        "movie_to_imdbrating", "imdbrating_to_movie"),
+        "movie_to_imdbrating",
+        "imdbrating_to_movie",
+    ),
     "has_imdb_votes": Templates(
         ("how popular was {e}", "how many imdb votes did {e} get", "how famous is the movie {e}"),
         ("which movies are {e} on imdb", "what films got {e} imdb votes"),
-        "movie_to_imdbvotes", "imdbvotes_to_movie"),
+        "movie_to_imdbvotes",
+        "imdbvotes_to_movie",
+    ),
 }
 
 
@@ -81,7 +131,9 @@ def generic_templates(relation: str) -> Templates:
     return Templates(
         (f"What is the {words} of {{e}}?", f"What is {{e}}'s {words}?"),
         (f"What has {words} {{e}}?", f"Which entity has {words} {{e}}?"),
-        f"{relation} (forward)", f"{relation} (inverse)")
+        f"{relation} (forward)",
+        f"{relation} (inverse)",
+    )
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,16 @@ class TrainReport:
     tokens_per_s: float  # tokens fed per second over those steps (nan if none)
 
 
-def train(model: torch.nn.Module, loss_fn: LossFn, examples: list[Example], cfg: TrainConfig, *,
-          out_dir: Path, config: DistillConfig, desc: str) -> TrainReport:
+def train(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    examples: list[Example],
+    cfg: TrainConfig,
+    *,
+    out_dir: Path,
+    config: DistillConfig,
+    desc: str,
+) -> TrainReport:
     """Train `model` in place for cfg.steps optimizer steps; checkpoints and log.jsonl go to out_dir."""
     if not examples:
         raise ValueError("no training examples")
@@ -64,17 +72,21 @@ def train(model: torch.nn.Module, loss_fn: LossFn, examples: list[Example], cfg:
             seconds, tokens = seconds + stats["seconds"], tokens + stats["tokens"]
             out.write(json.dumps({"step": step + 1, **stats}) + "\n")
             out.flush()
-            bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{stats['tokens'] / stats['seconds']:.0f}",
-                            lr=f"{stats['lr']:.2e}")
+            bar.set_postfix(
+                loss=f"{stats['loss']:.4f}", tok_s=f"{stats['tokens'] / stats['seconds']:.0f}", lr=f"{stats['lr']:.2e}"
+            )
             bar.update()
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 save_checkpoint(out_dir / "checkpoints", step + 1, model, optimizer, scheduler, cfg, config)
     losses = [row["loss"] for row in read_log(out_dir / "log.jsonl")]
     window, ran = max(1, min(10, len(losses) // 2)), cfg.steps - start
     return TrainReport(
-        steps=cfg.steps, first_loss=float(np.mean(losses[:window])) if losses else math.nan,
-        final_loss=float(np.mean(losses[-window:])) if losses else math.nan, resumed_from=start,
-        seconds_per_step=seconds / ran if ran else math.nan, tokens_per_s=tokens / seconds if seconds else math.nan,
+        steps=cfg.steps,
+        first_loss=float(np.mean(losses[:window])) if losses else math.nan,
+        final_loss=float(np.mean(losses[-window:])) if losses else math.nan,
+        resumed_from=start,
+        seconds_per_step=seconds / ran if ran else math.nan,
+        tokens_per_s=tokens / seconds if seconds else math.nan,
     )
 
 
@@ -100,8 +112,17 @@ def _epoch_order(count: int, seed: int, epoch: int) -> tuple[int, ...]:
     return tuple(order)
 
 
-def _optimizer_step(model, loss_fn: LossFn, examples: list[Example], cfg: TrainConfig, step: int, seed: int,
-                    optimizer, scheduler, autocast) -> dict[str, float]:
+def _optimizer_step(
+    model,
+    loss_fn: LossFn,
+    examples: list[Example],
+    cfg: TrainConfig,
+    step: int,
+    seed: int,
+    optimizer,
+    scheduler,
+    autocast,
+) -> dict[str, float]:
     """One optimizer step over cfg.grad_accum micro-batches; returns what is logged."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -126,8 +147,10 @@ def _optimizer_step(model, loss_fn: LossFn, examples: list[Example], cfg: TrainC
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices (embeddings included), none on norms and biases."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
 
 
 def _start(model, optimizer, scheduler, cfg: TrainConfig, out_dir: Path, seed: int) -> int:
@@ -142,8 +165,10 @@ def _start(model, optimizer, scheduler, cfg: TrainConfig, out_dir: Path, seed: i
         return 0
     state = torch.load(newest[-1] / "state.pt", map_location="cpu", weights_only=False)
     if _resumable(state["train_config"]) != _resumable(cfg.model_dump()) or state["seed"] != seed:
-        raise ValueError(f"{newest[-1]} was written with another config or seed; delete {checkpoints} "
-                         "or start over with --set <section>.resume=false")
+        raise ValueError(
+            f"{newest[-1]} was written with another config or seed; delete {checkpoints} "
+            "or start over with --set <section>.resume=false"
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -154,23 +179,27 @@ def _start(model, optimizer, scheduler, cfg: TrainConfig, out_dir: Path, seed: i
     return state["step"]
 
 
-def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, cfg: TrainConfig,
-                    config: DistillConfig) -> Path:
+def save_checkpoint(
+    directory: Path, step: int, model, optimizer, scheduler, cfg: TrainConfig, config: DistillConfig
+) -> Path:
     """directory/step-NNNNNN/{state.pt, distillation_config.json}, written whole or not at all; old ones pruned."""
     final = directory / f"step-{step:06d}"
     tmp = directory / f".step-{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save({
-        "step": step,
-        "data_position": {"micro_batch": step * cfg.grad_accum, "batch_size": cfg.batch_size},
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": _rng_states(),
-        "train_config": cfg.model_dump(),
-        "seed": config.seed,
-    }, tmp / "state.pt")
+    torch.save(
+        {
+            "step": step,
+            "data_position": {"micro_batch": step * cfg.grad_accum, "batch_size": cfg.batch_size},
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_states(),
+            "train_config": cfg.model_dump(),
+            "seed": config.seed,
+        },
+        tmp / "state.pt",
+    )
     save_config(config, tmp / "distillation_config.json")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
@@ -196,8 +225,12 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_states() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _set_rng_states(states: dict) -> None:

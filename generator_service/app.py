@@ -21,13 +21,21 @@ from shared.openapi import Limits, document_limits
 from shared.security import ApiKeyMiddleware, check_deployment
 
 
-def create_app(settings: GeneratorSettings | None = None, generator: RagGenerator | None = None, *,
-               retriever_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(
+    settings: GeneratorSettings | None = None,
+    generator: RagGenerator | None = None,
+    *,
+    retriever_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
     """`generator` may be passed in (tests, or a model shared by several apps); without one the
     configured model is loaded in the background. `retriever_transport` replaces the network (tests)."""
     settings = settings or GeneratorSettings()
-    check_deployment(settings.environment, settings.host, settings.api_key,
-                     {"retriever": (settings.retriever_url, settings.retriever_api_key)})
+    check_deployment(
+        settings.environment,
+        settings.host,
+        settings.api_key,
+        {"retriever": (settings.retriever_url, settings.retriever_api_key)},
+    )
     metrics = GeneratorMetrics.create()
 
     @asynccontextmanager
@@ -44,10 +52,14 @@ def create_app(settings: GeneratorSettings | None = None, generator: RagGenerato
             await loading
         await state.close()
 
-    app = FastAPI(title="kgrag generator", version="0.1.0", lifespan=lifespan,
-                  responses=error_responses(400, 401, 413, 422, 429, 500, 502, 503, 504),
-                  description="Answers questions from knowledge-graph facts: retrieval, then RAG-Token or "
-                              "RAG-Sequence generation with each fact's posterior share of the answer.")
+    app = FastAPI(
+        title="kgrag generator",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=error_responses(400, 401, 413, 422, 429, 500, 502, 503, 504),
+        description="Answers questions from knowledge-graph facts: retrieval, then RAG-Token or "
+        "RAG-Sequence generation with each fact's posterior share of the answer.",
+    )
     install_error_handlers(app)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_in_flight)

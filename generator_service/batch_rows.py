@@ -9,8 +9,9 @@ import torch
 from transformers import DynamicCache, PretrainedConfig
 
 
-def right_pad(sequences: Sequence[Sequence[int]],
-              device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def right_pad(
+    sequences: Sequence[Sequence[int]], device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token id lists as a (B, T_max) tensor right-padded with id 0 (always masked out), and their lengths (B,)."""
     lengths = torch.tensor([len(seq) for seq in sequences], device=device)  # (B,)
     padded = torch.zeros(len(sequences), max(int(lengths.max()), 1), dtype=torch.long, device=device)  # (B, T)

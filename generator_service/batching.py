@@ -57,8 +57,17 @@ class _Job(Generic[T, R]):
 
 
 class Batcher(Generic[T, R]):
-    def __init__(self, run_batch: Callable[[list[T]], list[R]], rows_of: Callable[[T], int], *,
-                 executor: Executor, queue_size: int, max_items: int, max_rows: int, wait_s: float) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], list[R]],
+        rows_of: Callable[[T], int],
+        *,
+        executor: Executor,
+        queue_size: int,
+        max_items: int,
+        max_rows: int,
+        wait_s: float,
+    ) -> None:
         self._run_batch, self._rows_of, self._executor = run_batch, rows_of, executor
         self._max_items, self._max_rows, self._wait_s = max_items, max_rows, wait_s
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)

@@ -56,8 +56,9 @@ def check_text(name: str, text: str, limit: int, where: str = "") -> None:
     if not text.strip():
         raise ServiceError(422, f"empty_{name}", f"{where}the {name} is empty")
     if len(text) > limit:
-        raise ServiceError(422, f"{name}_too_long",
-                           f"{where}the {name} has {len(text)} characters; the limit is {limit}")
+        raise ServiceError(
+            422, f"{name}_too_long", f"{where}the {name} has {len(text)} characters; the limit is {limit}"
+        )
 
 
 def check_batch(settings: GeneratorSettings, questions: list[str]) -> None:

@@ -182,7 +182,10 @@ class FactScorer:
 
     @torch.inference_mode()
     def score_answers(
-        self, question: str, facts: Sequence[str], answer_token_ids: Sequence[Sequence[int]],
+        self,
+        question: str,
+        facts: Sequence[str],
+        answer_token_ids: Sequence[Sequence[int]],
         choices: Sequence[Choices] | None = None,
     ) -> AnswerScores:
         """log p(y_t | question, fact k, y_<t) for every fact k and candidate answer n, in one batch of K*N rows;
@@ -196,7 +199,10 @@ class FactScorer:
 
     @torch.inference_mode()
     def continuation_logprobs(
-        self, state: DecodeState, rows: torch.Tensor, continuations: Sequence[Sequence[int]],
+        self,
+        state: DecodeState,
+        rows: torch.Tensor,
+        continuations: Sequence[Sequence[int]],
         choices: Sequence[Choices] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """log p(c_t | row rows[m]'s tokens, c_<t) of continuation m after row rows[m] of state (left as is),
@@ -217,7 +223,10 @@ class FactScorer:
 
     @torch.inference_mode()
     def score_answers_naive(
-        self, question: str, facts: Sequence[str], answer_token_ids: Sequence[Sequence[int]],
+        self,
+        question: str,
+        facts: Sequence[str],
+        answer_token_ids: Sequence[Sequence[int]],
         choices: Sequence[Choices] | None = None,
     ) -> AnswerScores:
         """Reference for score_answers: one full forward (batch 1, no cache sharing) per (fact, answer)."""
@@ -332,4 +341,3 @@ def _take(tensor: torch.Tensor, flat: torch.Tensor, rows: int) -> torch.Tensor:
     q, heads, width, head_dim = tensor.shape
     by_position = tensor.transpose(1, 2).reshape(q * width, heads * head_dim)  # (Q*W, heads*hd)
     return by_position.index_select(0, flat).view(rows, -1, heads, head_dim).transpose(1, 2)  # (R, heads, L, hd)
-

@@ -80,9 +80,7 @@ def _masked(token_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.bool(), token_logprobs, torch.zeros_like(token_logprobs))  # (B, K, T)
 
 
-def prefix_doc_logprobs(
-    doc_logprobs: torch.Tensor, token_logprobs: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
+def prefix_doc_logprobs(doc_logprobs: torch.Tensor, token_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log p(d|x,y<t) for every step t at once (teacher forcing).
 
     doc_logprobs (B, K) prior; token_logprobs (B, K, T) = log p(y_t|x,d,y<t);

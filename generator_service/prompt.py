@@ -35,8 +35,9 @@ class PromptIds:
         return self.head + self.question
 
 
-def build_prompt(tokenizer: PreTrainedTokenizerBase, question: str, facts: Sequence[str],
-                 instruction: str = DEFAULT_INSTRUCTION) -> PromptIds:
+def build_prompt(
+    tokenizer: PreTrainedTokenizerBase, question: str, facts: Sequence[str], instruction: str = DEFAULT_INSTRUCTION
+) -> PromptIds:
     """Token ids of the head, the question line and each fact's suffix, tokenized separately.
 
     With a chat template: system = instruction, then the example as a user turn ("Question:

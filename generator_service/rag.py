@@ -204,9 +204,14 @@ class RagGenerator:
         groups = [[i for i, search in sequence.items() if (search.trie is None) == free] for free in (True, False)]
         first_row = torch.tensor([0] + [len(r.facts) for r in requests]).cumsum(0).tolist()  # (Q+1,)
         prompts = [  # each group's prompt rows, kept for rescoring: unconstrained searches, then constrained ones
-            (group, self.scorer.select_rows(state, torch.cat([torch.arange(first_row[i], first_row[i + 1])
-                                                              for i in group])))
-            for group in groups if group
+            (
+                group,
+                self.scorer.select_rows(
+                    state, torch.cat([torch.arange(first_row[i], first_row[i + 1]) for i in group])
+                ),
+            )
+            for group in groups
+            if group
         ]
         self._decode(state, searches)
         results = {i: self._token_result(s) for i, s in enumerate(searches) if isinstance(s, _TokenSearch)}
@@ -247,8 +252,14 @@ class RagGenerator:
             allowed = None if trie is None else (lambda _, seq, start=start: trie.get(tuple(seq[start:].tolist()), []))
             beams = {"num_beams": request.num_beams, "length_penalty": 0.0} if request.num_beams > 1 else {}
             out = self.lm.model.generate(  # type: ignore[operator]  # PreTrainedModel does not declare generate
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=_max_steps(request, trie), do_sample=False,
-                eos_token_id=sorted(self.stop_ids), pad_token_id=self.eos_id, prefix_allowed_tokens_fn=allowed, **beams,
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=_max_steps(request, trie),
+                do_sample=False,
+                eos_token_id=sorted(self.stop_ids),
+                pad_token_id=self.eos_id,
+                prefix_allowed_tokens_fn=allowed,
+                **beams,
             )  # (1, C + N)
             hyp = self._cut(out[0, ids.shape[1] :].tolist())
             candidates.setdefault(tuple(hyp.ids), hyp)

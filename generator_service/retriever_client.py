@@ -58,13 +58,15 @@ class RetrieverRejected(RetrieverError):
 
 
 class RetrieverClient:
-    def __init__(self, settings: GeneratorSettings, call_seconds: Histogram,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: GeneratorSettings, call_seconds: Histogram, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         timeout = httpx.Timeout(settings.retriever_read_timeout_s, connect=settings.retriever_connect_timeout_s)
         key = settings.retriever_api_key
         auth = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-        self._http = httpx.AsyncClient(base_url=settings.retriever_url, timeout=timeout, transport=transport,
-                                       headers=auth)
+        self._http = httpx.AsyncClient(
+            base_url=settings.retriever_url, timeout=timeout, transport=transport, headers=auth
+        )
         self._retries, self._backoff_s = settings.retriever_retries, settings.retriever_backoff_s
         self._call_seconds = call_seconds
 
@@ -73,8 +75,9 @@ class RetrieverClient:
         response = await self._call("POST", "/v1/paths", request_id, body)
         return _parse(response, PathSearchResponse)
 
-    async def paths_batch(self, queries: list[str], options: PathOptions,
-                          request_id: str | None) -> BatchPathSearchResponse:
+    async def paths_batch(
+        self, queries: list[str], options: PathOptions, request_id: str | None
+    ) -> BatchPathSearchResponse:
         body = BatchPathSearchRequest(queries=queries, **options.model_dump())
         response = await self._call("POST", "/v1/paths/batch", request_id, body)
         return _parse(response, BatchPathSearchResponse)
@@ -86,8 +89,9 @@ class RetrieverClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, request_id: str | None,
-                    body: BaseModel | None = None) -> httpx.Response:
+    async def _call(
+        self, method: str, path: str, request_id: str | None, body: BaseModel | None = None
+    ) -> httpx.Response:
         start = time.perf_counter()
         try:
             response = await self._send(method, path, request_id, body)
@@ -124,7 +128,8 @@ def _error(response: httpx.Response) -> RetrieverError:
         code, message = "retriever_error", response.text[:200]
     if response.status_code in (401, 403):  # our credentials, not the client's request
         return RetrieverAuthFailed(
-            f"the retriever refused the generator's API key (KGRAG_GENERATOR_RETRIEVER_API_KEY): {message}")
+            f"the retriever refused the generator's API key (KGRAG_GENERATOR_RETRIEVER_API_KEY): {message}"
+        )
     if response.status_code >= 500:
         return RetrieverUnavailable(f"retriever failed (HTTP {response.status_code} {code}): {message}")
     # a 429 tells the client when to come back

@@ -12,32 +12,46 @@ from shared.retriever_api import LinkedEntityOut, PathOut, PathRef
 
 Mode = Literal["token", "sequence"]
 NO_PATH_NOTE = "the retriever found no path for this question, so no answer was generated"
-_NO_FACT = ("null when the graph has no answer (then `note` says why and `answers`, `paths` and `facts` are "
-            "empty): an answer without evidence would be the bare model's guess, which this service does not give")
+_NO_FACT = (
+    "null when the graph has no answer (then `note` says why and `answers`, `paths` and `facts` are "
+    "empty): an answer without evidence would be the bare model's guess, which this service does not give"
+)
 
 
 class GenerationOptions(BaseModel):
-    k: Count | None = Field(None, description="paths to retrieve as documents (default and limit: settings default_k, "
-                            "max_k); a one-step path is one fact")
+    k: Count | None = Field(
+        None,
+        description="paths to retrieve as documents (default and limit: settings default_k, "
+        "max_k); a one-step path is one fact",
+    )
     hops: Hops | None = Field(None, description="longest relation chain followed, 1 to 3 (default: the retriever's)")
     mode: Mode = Field("token", description="RAG-Token (facts mixed at each token) or RAG-Sequence (per answer)")
     max_new_tokens: Count | None = Field(None, description="answer length limit (default: settings)")
     num_beams: Count = Field(1, description="beam width; 1 is greedy (limit: settings max_beams)")
-    constrain: StrictBool = Field(True, description=(
-        "true (the default): the answer is one of the entities of the retrieved facts (the question's own entity "
-        "and the names of weightless facts left out), and probabilities are over those entities (each fact's "
-        "next-token distribution renormalised over the tokens they allow); false: free generation, "
-        "probabilities over any text"))
+    constrain: StrictBool = Field(
+        True,
+        description=(
+            "true (the default): the answer is one of the entities of the retrieved facts (the question's own entity "
+            "and the names of weightless facts left out), and probabilities are over those entities (each fact's "
+            "next-token distribution renormalised over the tokens they allow); false: free generation, "
+            "probabilities over any text"
+        ),
+    )
 
 
 class AnswerRequest(GenerationOptions):
-    question: str = Field(..., json_schema_extra=NON_BLANK,
-                          description="the question; a [bracketed] entity is a hint for entity linking")
+    question: str = Field(
+        ..., json_schema_extra=NON_BLANK, description="the question; a [bracketed] entity is a hint for entity linking"
+    )
 
 
 class BatchAnswerRequest(GenerationOptions):
-    questions: list[str] = Field(..., min_length=1, json_schema_extra=NON_BLANK_ITEMS,
-                                 description="answered together (limit: settings max_batch)")
+    questions: list[str] = Field(
+        ...,
+        min_length=1,
+        json_schema_extra=NON_BLANK_ITEMS,
+        description="answered together (limit: settings max_batch)",
+    )
 
 
 class ScoreRequest(BaseModel):
@@ -55,10 +69,16 @@ class ScoredFact(BaseModel):
     text: str
     score: float = Field(..., description="the retriever's ranking score")
     prior: float = Field(..., description="p(d|x), the retriever's prior over the retrieved facts")
-    likelihood: float = Field(..., description="p(y|x,d): the answer's probability given the path of this fact "
-                              "(the best such path when several documents walk it)")
-    posterior: float = Field(..., description="p(d|x,y): the share of the answer of the paths that walk this fact; "
-                             "sums to 1 over the facts of one-step paths")
+    likelihood: float = Field(
+        ...,
+        description="p(y|x,d): the answer's probability given the path of this fact "
+        "(the best such path when several documents walk it)",
+    )
+    posterior: float = Field(
+        ...,
+        description="p(d|x,y): the share of the answer of the paths that walk this fact; "
+        "sums to 1 over the facts of one-step paths",
+    )
 
 
 class ScoredPath(PathOut):
@@ -70,8 +90,9 @@ class ScoredPath(PathOut):
 
 class AnswerItem(BaseModel):
     name: str
-    prob: float = Field(..., description="P(name is an answer | question): the probability of the relation chains "
-                        "that reach it")
+    prob: float = Field(
+        ..., description="P(name is an answer | question): the probability of the relation chains that reach it"
+    )
     paths: list[PathRef] = Field(..., description="the best paths that reach it")
 
 
@@ -87,18 +108,24 @@ class AnswerResponse(BaseModel):
     answer: str | None = Field(..., description=f"the generated answer; {_NO_FACT}")
     log_prob: float | None = Field(..., description=f"log p(answer|question), marginal over the facts; {_NO_FACT}")
     prob: float | None = Field(..., description="exp(log_prob)")
-    complete: bool | None = Field(..., description="false when the answer was cut at max_new_tokens (log_prob "
-                                                   "is then that of the cut answer as a prefix); null with no answer")
+    complete: bool | None = Field(
+        ...,
+        description="false when the answer was cut at max_new_tokens (log_prob "
+        "is then that of the cut answer as a prefix); null with no answer",
+    )
     mode: Mode
     model: str
-    answers: list[AnswerItem] = Field(..., description="every answer of the question (a list question has several): "
-                                      "each entity whose probability passes the retriever's answer threshold, best "
-                                      "first, with `answer` first among equals; empty when there is no answer")
+    answers: list[AnswerItem] = Field(
+        ...,
+        description="every answer of the question (a list question has several): "
+        "each entity whose probability passes the retriever's answer threshold, best "
+        "first, with `answer` first among equals; empty when there is no answer",
+    )
     paths: list[ScoredPath] = Field(..., description="the documents: the retrieved paths, in the retriever's order")
     facts: list[ScoredFact] = Field(..., description="the facts the paths walk, in order of first use")
     linked: list[LinkedEntityOut] = Field(..., description="entities the retriever found in the question")
     timings: Timings
-    note: str | None = Field(None, description="why there is no answer, when there is none (\"not in the graph\")")
+    note: str | None = Field(None, description='why there is no answer, when there is none ("not in the graph")')
 
 
 class BatchAnswerResponse(BaseModel):

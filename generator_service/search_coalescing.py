@@ -27,7 +27,8 @@ class _Search:
     query: str
     request_id: str | None
     future: asyncio.Future[PathSearchResponse] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 Options = tuple[tuple[str, int | None], ...]  # a PathOptions as a hashable key
@@ -43,8 +44,9 @@ class SearchCoalescer:
         [result] = await self.search_many([query], options, request_id)
         return result
 
-    async def search_many(self, queries: list[str], options: PathOptions,
-                          request_id: str | None) -> list[PathSearchResponse]:
+    async def search_many(
+        self, queries: list[str], options: PathOptions, request_id: str | None
+    ) -> list[PathSearchResponse]:
         """The queries' results, in order, from one retriever call (shared with other waiting searches
         when they fit); the first query's error, if any failed."""
         group = [_Search(query, request_id) for query in queries]

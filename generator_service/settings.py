@@ -14,7 +14,8 @@ class GeneratorSettings(BaseSettings):
 
     environment: str = Field("development", description="anything but 'development' turns on the start-up safety check")
     api_key: SecretStr | None = Field(
-        None, description="Bearer key for the API (health, readiness and metrics stay open)")
+        None, description="Bearer key for the API (health, readiness and metrics stay open)"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -43,8 +44,12 @@ class GeneratorSettings(BaseSettings):
     queue_size: int = Field(64, ge=1, description="questions waiting for the model; more are refused with 429")
     batch_size: int = Field(16, ge=1, description="most questions the worker runs through the model together")
     max_batch_rows: int = Field(256, ge=1, description="most decoding rows (facts x beams, summed) in one batch")
-    batch_wait_ms: float = Field(100.0, ge=0, description="longest wait of a batch for questions still being retrieved "
-                                 "(none on their way: it starts at once)")
+    batch_wait_ms: float = Field(
+        100.0,
+        ge=0,
+        description="longest wait of a batch for questions still being retrieved "
+        "(none on their way: it starts at once)",
+    )
     answer_timeout_s: float = Field(120.0, gt=0, description="longest wait for a queued question's answer (504)")
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_in_flight: int = Field(128, ge=1, description="most requests served at once; more are refused with 429")
@@ -52,6 +57,8 @@ class GeneratorSettings(BaseSettings):
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> GeneratorSettings:
         if self.default_k > self.max_k or self.default_max_new_tokens > self.max_new_tokens:
-            raise ValueError("default_k and default_max_new_tokens must not exceed max_k and max_new_tokens "
-                             "(a request without them would be refused)")
+            raise ValueError(
+                "default_k and default_max_new_tokens must not exceed max_k and max_new_tokens "
+                "(a request without them would be refused)"
+            )
         return self

@@ -73,14 +73,24 @@ class ScoreJob:
 
 
 class GeneratorState:
-    def __init__(self, settings: GeneratorSettings, metrics: GeneratorMetrics, retriever: RetrieverClient,
-                 generator: RagGenerator | None) -> None:
+    def __init__(
+        self,
+        settings: GeneratorSettings,
+        metrics: GeneratorMetrics,
+        retriever: RetrieverClient,
+        generator: RagGenerator | None,
+    ) -> None:
         self.settings, self.metrics, self.retriever, self.generator = settings, metrics, retriever, generator
         self.searches = SearchCoalescer(retriever, max_batch=settings.batch_size)  # concurrent searches, one call
         self.load_error: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        limits = _BatchLimits(executor=self._executor, queue_size=settings.queue_size, max_items=settings.batch_size,
-                              max_rows=settings.max_batch_rows, wait_s=settings.batch_wait_ms / 1000)
+        limits = _BatchLimits(
+            executor=self._executor,
+            queue_size=settings.queue_size,
+            max_items=settings.batch_size,
+            max_rows=settings.max_batch_rows,
+            wait_s=settings.batch_wait_ms / 1000,
+        )
         self.answers: Batcher[RagRequest, RagResult] = Batcher(self._generate, lambda request: request.rows, **limits)
         self.scores: Batcher[ScoreJob, RagResult] = Batcher(self._score, lambda job: job.rows, **limits)
         metrics.queue_size.set_function(lambda: self.answers.pending + self.scores.pending)
@@ -101,7 +111,8 @@ class GeneratorState:
         start = time.perf_counter()
         try:
             lm = await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: load_causal_lm(s.model, cache_dir=s.cache_dir, dtype=s.dtype, device=s.device))
+                self._executor, lambda: load_causal_lm(s.model, cache_dir=s.cache_dir, dtype=s.dtype, device=s.device)
+            )
             self.generator = RagGenerator(lm)
         except Exception as exc:  # a background task: there is no caller to raise to
             log.exception("model load failed")

@@ -25,15 +25,21 @@ log = logging.getLogger(__name__)
 def create_app(settings: RetrieverSettings | None = None, encoder: Encoder | None = None) -> FastAPI:
     """`encoder` may be passed in so that tests load the weights once for many apps."""
     settings = settings or RetrieverSettings()
-    check_deployment(settings.environment, settings.host, settings.api_key,
-                     {"Qdrant": (settings.qdrant_url, settings.qdrant_api_key)})
+    check_deployment(
+        settings.environment,
+        settings.host,
+        settings.api_key,
+        {"Qdrant": (settings.qdrant_url, settings.qdrant_api_key)},
+    )
     metrics = Metrics("retriever")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = RetrieverState(settings=settings, metrics=metrics,
-                               encoder=encoder or Encoder.load(bf16=settings.encoder_bf16,
-                                                               threads=settings.torch_threads))
+        state = RetrieverState(
+            settings=settings,
+            metrics=metrics,
+            encoder=encoder or Encoder.load(bf16=settings.encoder_bf16, threads=settings.torch_threads),
+        )
         try:
             state.store()
         except StoreError as exc:  # a server that is down: start anyway, /readyz says 503 until it is up
@@ -42,9 +48,13 @@ def create_app(settings: RetrieverSettings | None = None, encoder: Encoder | Non
         yield
         state.close()
 
-    app = FastAPI(title="kgrag retriever", version="0.1.0", lifespan=lifespan,
-                  responses=error_responses(400, 401, 413, 422, 429, 500, 503),
-                  description="Knowledge-graph facts in Qdrant: top-k search with entity linking and a prior p(d|x).")
+    app = FastAPI(
+        title="kgrag retriever",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=error_responses(400, 401, 413, 422, 429, 500, 503),
+        description="Knowledge-graph facts in Qdrant: top-k search with entity linking and a prior p(d|x).",
+    )
     install_error_handlers(app)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_in_flight)
@@ -67,6 +77,10 @@ def _limits(s: RetrieverSettings) -> Limits:
 
 
 def _path_limits(s: RetrieverSettings) -> dict[str, dict]:
-    return {"hops": {"maximum": s.max_hops}, "beam": {"maximum": s.max_path_beam},
-            "facts_per_step": {"maximum": s.max_facts_per_step}, "paths_per_chain": {"maximum": s.max_paths_per_chain},
-            "max_answers": {"maximum": s.max_answers}}
+    return {
+        "hops": {"maximum": s.max_hops},
+        "beam": {"maximum": s.max_path_beam},
+        "facts_per_step": {"maximum": s.max_facts_per_step},
+        "paths_per_chain": {"maximum": s.max_paths_per_chain},
+        "max_answers": {"maximum": s.max_answers},
+    }

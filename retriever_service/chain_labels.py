@@ -35,8 +35,9 @@ def f1_score(found: set[str], gold: set[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def label_question(graph: KGGraph, topics: Iterable[str], answers: Iterable[str],
-                   hops: int | None = None) -> ChainLabel:
+def label_question(
+    graph: KGGraph, topics: Iterable[str], answers: Iterable[str], hops: int | None = None
+) -> ChainLabel:
     """The chains from the topic names that best answer the question (names compared folded): of `hops` steps
     when the question's hop count is known (MetaQA's files say it), else of 1 to MAX_HOPS. A known count
     keeps a chance coincidence out of the labels: a 3-hop question whose chain the graph cannot walk to the

@@ -51,8 +51,11 @@ class Checkpoint:
 
     def save(self, keys: list[dict], marks: list[InputMark]) -> None:
         """Written to a temporary file and renamed, so a kill leaves the old or the new one whole."""
-        body = {"version": VERSION, "rules": self.rules,
-                "inputs": [{"input": key, "mark": asdict(mark)} for key, mark in zip(keys, marks, strict=True)]}
+        body = {
+            "version": VERSION,
+            "rules": self.rules,
+            "inputs": [{"input": key, "mark": asdict(mark)} for key, mark in zip(keys, marks, strict=True)],
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(body, indent=1), encoding="utf-8")

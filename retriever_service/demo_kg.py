@@ -77,7 +77,12 @@ def write_demo_kg(path: Path) -> int:
     count = 0
     with open(path, "w", encoding="utf-8") as fh:
         for triple in demo_triples():
-            fh.write(json.dumps({"subject": triple.subject, "relation": triple.relation, "object": triple.object},
-                                ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {"subject": triple.subject, "relation": triple.relation, "object": triple.object},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             count += 1
     return count

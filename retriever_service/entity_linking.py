@@ -94,8 +94,11 @@ class EntityIndex:
 
     def link(self, question: str) -> list[LinkedEntity]:
         """Entities mentioned in the question, best first: a bracket hint, else the longest mentions."""
-        hinted = [LinkedEntity(fold(span), names, hinted=True)
-                  for span in _BRACKETED.findall(question) if (names := self.lookup(span))]
+        hinted = [
+            LinkedEntity(fold(span), names, hinted=True)
+            for span in _BRACKETED.findall(question)
+            if (names := self.lookup(span))
+        ]
         if hinted:
             return hinted
         tokens = fold_tokens(question)

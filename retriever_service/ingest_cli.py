@@ -40,14 +40,16 @@ log = logging.getLogger("kgrag.ingest")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kgrag-ingest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="kgrag-ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-dir", type=Path, help="Qdrant Edge data directory (KGRAG_RETRIEVER_DATA_DIR)")
     p.add_argument("--qdrant-url", help="Qdrant server URL instead of the embedded store (QDRANT_URL)")
     p.add_argument("--collection", help="collection name (KGRAG_RETRIEVER_COLLECTION)")
     sub = p.add_subparsers(dest="command", required=True)
-    load = sub.add_parser("load", help="load KG files (N-Triples, N-Quads, Turtle, head|relation|tail, TSV, JSONL; "
-                                       "plain or .bz2/.gz/.xz)")
+    load = sub.add_parser(
+        "load", help="load KG files (N-Triples, N-Quads, Turtle, head|relation|tail, TSV, JSONL; plain or .bz2/.gz/.xz)"
+    )
     load.add_argument("files", nargs="+", type=Path)
     _add_read_flags(load)
     load.add_argument("--batch-size", type=int, default=2048, help="facts embedded and stored per batch")
@@ -55,19 +57,31 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="load the demo KG built from the countryinfo package")
     delete = sub.add_parser("delete", help="delete facts by id or by triple")
     delete.add_argument("--id", dest="ids", action="append", default=[], help="fact id (repeatable)")
-    delete.add_argument("--triple", dest="triples", action="append", default=[],
-                        help="'subject|relation|object' (repeatable)")
+    delete.add_argument(
+        "--triple", dest="triples", action="append", default=[], help="'subject|relation|object' (repeatable)"
+    )
     demo = sub.choices["demo"]
     demo.add_argument("--no-fit", action="store_true", help="do not fit the chain prior from generated questions")
-    fit = sub.add_parser("fit-relations", help="fit the chain prior on questions with answers (never test) and/or on "
-                                               "questions generated from the KG")
-    fit.add_argument("questions", type=Path, nargs="*", help="MetaQA question files (their N-hop folder gives the hop "
-                     "count) or JSONL {question, answers, hops?}; none: questions generated from the KG")
+    fit = sub.add_parser(
+        "fit-relations",
+        help="fit the chain prior on questions with answers (never test) and/or on questions generated from the KG",
+    )
+    fit.add_argument(
+        "questions",
+        type=Path,
+        nargs="*",
+        help="MetaQA question files (their N-hop folder gives the hop "
+        "count) or JSONL {question, answers, hops?}; none: questions generated from the KG",
+    )
     fit.add_argument("--from-kg", action="store_true", help="add questions generated from the KG's chains")
-    fit.add_argument("--holdout", type=float, default=0.2, help="share of questions used to tune (weight, temperature, "
-                                                                "thresholds)")
-    stats = sub.add_parser("stats", help="with files: what loading them would keep and leave out, per relation and "
-                                         "reason (nothing is loaded); without: the store's facts per relation")
+    fit.add_argument(
+        "--holdout", type=float, default=0.2, help="share of questions used to tune (weight, temperature, thresholds)"
+    )
+    stats = sub.add_parser(
+        "stats",
+        help="with files: what loading them would keep and leave out, per relation and "
+        "reason (nothing is loaded); without: the store's facts per relation",
+    )
     stats.add_argument("files", nargs="*", type=Path)
     _add_read_flags(stats)
     stats.add_argument("--top", type=int, default=50, help="most relations (and predicates per reason) listed")
@@ -77,11 +91,17 @@ def _parser() -> argparse.ArgumentParser:
 def _add_read_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, help="default: from the file suffix (.txt is head|relation|tail)")
     p.add_argument("--rules", type=Path, help="RDF rules file (TOML, docs/rdf.md); default: the DBpedia rules")
-    p.add_argument("--languages", type=lambda text: [x.strip().lower() for x in text.split(",") if x.strip()],
-                   help="comma-separated languages of literals to keep, preferred first (default: en)")
+    p.add_argument(
+        "--languages",
+        type=lambda text: [x.strip().lower() for x in text.split(",") if x.strip()],
+        help="comma-separated languages of literals to keep, preferred first (default: en)",
+    )
     p.add_argument("--long-text", choices=("passages", "drop"), help="long literals (abstracts): passages or left out")
-    p.add_argument("--labels", choices=("prepass", "stream"),
-                   help="prepass: names read from all inputs first (default); stream: from earlier lines only")
+    p.add_argument(
+        "--labels",
+        choices=("prepass", "stream"),
+        help="prepass: names read from all inputs first (default); stream: from earlier lines only",
+    )
 
 
 def _rules(args: argparse.Namespace) -> RdfRules:
@@ -94,19 +114,33 @@ def checkpoint_path(settings: RetrieverSettings) -> Path:
 
 
 def _settings(args: argparse.Namespace) -> RetrieverSettings:
-    overrides = {k: v for k, v in {"data_dir": args.data_dir, "qdrant_url": args.qdrant_url,
-                                   "collection": args.collection}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"data_dir": args.data_dir, "qdrant_url": args.qdrant_url, "collection": args.collection}.items()
+        if v is not None
+    }
     return RetrieverSettings(**overrides)
 
 
 def _load(state: RetrieverState, triples, batch_size: int = 2048, on_batch=None, progress: bool = True) -> dict:
     start = time.perf_counter()
-    stats = ingest_triples(triples, encoder=state.encoder, store=state.store(), entities=state.entities,
-                           batch_size=batch_size, progress=progress, on_batch=on_batch)
+    stats = ingest_triples(
+        triples,
+        encoder=state.encoder,
+        store=state.store(),
+        entities=state.entities,
+        batch_size=batch_size,
+        progress=progress,
+        on_batch=on_batch,
+    )
     elapsed = time.perf_counter() - start
     state.store().optimize()
-    return {**stats.as_dict(), "seconds": round(elapsed, 1), "facts_per_s": round(stats.received / max(elapsed, 1e-9)),
-            "optimize_seconds": round(time.perf_counter() - start - elapsed, 1)}
+    return {
+        **stats.as_dict(),
+        "seconds": round(elapsed, 1),
+        "facts_per_s": round(stats.received / max(elapsed, 1e-9)),
+        "optimize_seconds": round(time.perf_counter() - start - elapsed, 1),
+    }
 
 
 def _load_files(args: argparse.Namespace, state: RetrieverState) -> dict:
@@ -120,8 +154,11 @@ def _load_files(args: argparse.Namespace, state: RetrieverState) -> dict:
         checkpoint.remove()
     keys = reader.keys()
     reader.marks = checkpoint.load(keys)
-    resumed = {str(i.path): ("complete" if m.complete else m.line)
-               for i, m in zip(reader.inputs, reader.marks, strict=True) if m.complete or m.line}
+    resumed = {
+        str(i.path): ("complete" if m.complete else m.line)
+        for i, m in zip(reader.inputs, reader.marks, strict=True)
+        if m.complete or m.line
+    }
     reader.prepare()
     bar = tqdm(total=reader.total_bytes, unit="B", unit_scale=True, desc="load", smoothing=0.05)
 
@@ -151,9 +188,14 @@ def _dry_run(args: argparse.Namespace) -> dict:
                 bar.update(reader.bytes_read - bar.n)
         bar.update(reader.total_bytes - bar.n)
     seconds = time.perf_counter() - start
-    return {"files": [str(p) for p in args.files], "seconds": round(seconds, 2), "distinct_facts": len(ids),
-            "statements_per_s": round(report.statements / max(seconds, 1e-9)), "names_indexed": len(reader.names),
-            **report.as_dict(top=args.top)}
+    return {
+        "files": [str(p) for p in args.files],
+        "seconds": round(seconds, 2),
+        "distinct_facts": len(ids),
+        "statements_per_s": round(report.statements / max(seconds, 1e-9)),
+        "names_indexed": len(reader.names),
+        **report.as_dict(top=args.top),
+    }
 
 
 def _store_stats(state: RetrieverState, top: int) -> dict:
@@ -161,8 +203,12 @@ def _store_stats(state: RetrieverState, top: int) -> dict:
     listed = dict(relations.most_common(top))
     if len(relations) > top:
         listed["(other relations)"] = sum(relations.values()) - sum(listed.values())
-    return {"facts": state.store().count(), "index": state.store().info(), "distinct_relations": len(relations),
-            "relations": listed}
+    return {
+        "facts": state.store().count(),
+        "index": state.store().info(),
+        "distinct_relations": len(relations),
+        "relations": listed,
+    }
 
 
 def _parse_triple(text: str) -> Triple:
@@ -214,8 +260,11 @@ def _with_state(args: argparse.Namespace) -> dict:
     settings = _settings(args)
     if args.command == "load":
         _rules(args)  # a bad rules file is reported before the encoder loads
-    state = RetrieverState(settings=settings, metrics=Metrics("ingest"),
-                           encoder=Encoder.load(bf16=settings.encoder_bf16, threads=settings.torch_threads))
+    state = RetrieverState(
+        settings=settings,
+        metrics=Metrics("ingest"),
+        encoder=Encoder.load(bf16=settings.encoder_bf16, threads=settings.torch_threads),
+    )
     try:
         result = _run(args, state)
         result.setdefault("facts", state.store().count())

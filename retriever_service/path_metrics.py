@@ -46,8 +46,9 @@ def score_result(result: PathSearchResult, answers: tuple[str, ...]) -> PathScor
 ANSWER_THRESHOLD_GRID = tuple(i / 20 for i in range(1, 20))
 
 
-def best_answer_threshold(scores: list[PathScore],
-                          grid: tuple[float, ...] = ANSWER_THRESHOLD_GRID) -> tuple[float, float]:
+def best_answer_threshold(
+    scores: list[PathScore], grid: tuple[float, ...] = ANSWER_THRESHOLD_GRID
+) -> tuple[float, float]:
     """(threshold, mean F1) maximising the mean answer-set F1 over answerable questions."""
     answerable = [s for s in scores if s.gold]
     if not answerable:
@@ -55,8 +56,9 @@ def best_answer_threshold(scores: list[PathScore],
     return max(((t, sum(s.f1(t) for s in answerable) / len(answerable)) for t in grid), key=lambda tf: (tf[1], -tf[0]))
 
 
-def best_abstain_threshold(answerable: list[float], unanswerable: list[float],
-                           keep: float = 0.98) -> tuple[float, dict]:
+def best_abstain_threshold(
+    answerable: list[float], unanswerable: list[float], keep: float = 0.98
+) -> tuple[float, dict]:
     """The support threshold that abstains on the most unanswerable questions while still answering at least
     `keep` of the answerable ones (support >= threshold answers). Returns it and both shares."""
     if not answerable:
@@ -67,8 +69,10 @@ def best_abstain_threshold(answerable: list[float], unanswerable: list[float],
 
 
 def abstention_rates(answerable: list[float], unanswerable: list[float], threshold: float) -> dict:
-    return {"answered": sum(s >= threshold for s in answerable) / max(1, len(answerable)),
-            "abstained": sum(s < threshold for s in unanswerable) / max(1, len(unanswerable))}
+    return {
+        "answered": sum(s >= threshold for s in answerable) / max(1, len(answerable)),
+        "abstained": sum(s < threshold for s in unanswerable) / max(1, len(unanswerable)),
+    }
 
 
 def is_gold(fact, question: Question) -> bool:
@@ -77,8 +81,9 @@ def is_gold(fact, question: Question) -> bool:
     return (question.topic is None or question.topic in ends) and not ends.isdisjoint(question.answers)
 
 
-def recall_at(retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20),
-              hints: bool = False) -> dict[int, float]:
+def recall_at(
+    retriever: Retriever, questions: list[Question], ks=(1, 5, 10, 20), hints: bool = False
+) -> dict[int, float]:
     """Share of questions with a gold fact in a fact search's top k; brackets stripped unless kept as `hints`."""
     ranks = []
     for start in range(0, len(questions), 64):

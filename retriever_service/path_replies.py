@@ -25,28 +25,38 @@ from shared.retriever_api import (
 DEFAULT_ANSWER_THRESHOLD = 0.5
 
 
-def search_replies(search: PathSearch, settings: RetrieverSettings, queries: list[str],
-                   options: PathOptions) -> list[PathSearchResponse]:
+def search_replies(
+    search: PathSearch, settings: RetrieverSettings, queries: list[str], options: PathOptions
+) -> list[PathSearchResponse]:
     """Path search for the queries, as the service replies (k and bounds from the options, else the settings)."""
     k, limits = options.k or settings.default_k, path_limits(settings, options)
     answer_t, abstain_t = thresholds(settings, search.chain_prior)
-    return [to_reply(r, k, limits.max_hops, settings.tau, answer_t, abstain_t)
-            for r in search.search(queries, k, limits)]
+    return [
+        to_reply(r, k, limits.max_hops, settings.tau, answer_t, abstain_t) for r in search.search(queries, k, limits)
+    ]
 
 
 def path_limits(settings: RetrieverSettings, options: PathOptions) -> PathLimits:
     """The request's bounds, each defaulting to its setting; 422 past a limit."""
     values = {}
-    for name, default, limit in (("hops", "max_hops", "max_hops"), ("beam", "path_beam", "max_path_beam"),
-                                 ("facts_per_step", "facts_per_step", "max_facts_per_step"),
-                                 ("paths_per_chain", "paths_per_chain", "max_paths_per_chain"),
-                                 ("max_answers", "answers", "max_answers")):
+    for name, default, limit in (
+        ("hops", "max_hops", "max_hops"),
+        ("beam", "path_beam", "max_path_beam"),
+        ("facts_per_step", "facts_per_step", "max_facts_per_step"),
+        ("paths_per_chain", "paths_per_chain", "max_paths_per_chain"),
+        ("max_answers", "answers", "max_answers"),
+    ):
         value, most = getattr(options, name) or getattr(settings, default), getattr(settings, limit)
         if value > most:
             raise ServiceError(422, f"{name}_out_of_range", f"{name} must be between 1 and {most}, got {value}")
         values[name] = value
-    return PathLimits(max_hops=values["hops"], beam=values["beam"], facts_per_step=values["facts_per_step"],
-                      paths_per_chain=values["paths_per_chain"], max_answers=values["max_answers"])
+    return PathLimits(
+        max_hops=values["hops"],
+        beam=values["beam"],
+        facts_per_step=values["facts_per_step"],
+        paths_per_chain=values["paths_per_chain"],
+        max_answers=values["max_answers"],
+    )
 
 
 def thresholds(settings: RetrieverSettings, prior: RelationPrior) -> tuple[float, float]:
@@ -56,19 +66,38 @@ def thresholds(settings: RetrieverSettings, prior: RelationPrior) -> tuple[float
     return (DEFAULT_ANSWER_THRESHOLD if answer is None else answer), (0.0 if abstain is None else abstain)
 
 
-def to_reply(r: PathSearchResult, k: int, hops: int, tau: float, answer_t: float,
-             abstain_t: float) -> PathSearchResponse:
+def to_reply(
+    r: PathSearchResult, k: int, hops: int, tau: float, answer_t: float, abstain_t: float
+) -> PathSearchResponse:
     reason, note = _verdict(r, abstain_t)
     in_set = [] if reason else [a for i, a in enumerate(r.answers) if a.prob >= answer_t or i == 0]
     return PathSearchResponse(
-        query=r.query, k=k, hops=hops, tau=tau,
+        query=r.query,
+        k=k,
+        hops=hops,
+        tau=tau,
         linked=[LinkedEntityOut(mention=e.mention, names=list(e.names), hinted=e.hinted) for e in r.linked],
         paths=[_path_out(p) for p in r.paths],
-        chains=[ChainOut(chain=c.key, words=chain_words(c.chain), mention=r.linked[c.mention].mention,
-                         log_prob=c.log_prob, prob=c.prob, paths=len(c.paths)) for c in r.chains],
+        chains=[
+            ChainOut(
+                chain=c.key,
+                words=chain_words(c.chain),
+                mention=r.linked[c.mention].mention,
+                log_prob=c.log_prob,
+                prob=c.prob,
+                paths=len(c.paths),
+            )
+            for c in r.chains
+        ],
         answers=[AnswerOut(name=a.name, prob=a.prob, paths=[_path_ref(p.path) for p in a.paths]) for a in in_set],
-        support=r.support, answer_threshold=answer_t, abstain_threshold=abstain_t, abstain=reason is not None,
-        reason=reason, note=note, best_chain=r.best_chain, cuts=PathCuts(**vars(r.cuts)),
+        support=r.support,
+        answer_threshold=answer_t,
+        abstain_threshold=abstain_t,
+        abstain=reason is not None,
+        reason=reason,
+        note=note,
+        best_chain=r.best_chain,
+        cuts=PathCuts(**vars(r.cuts)),
     )
 
 
@@ -81,8 +110,10 @@ def _verdict(r: PathSearchResult, abstain_t: float) -> tuple[str | None, str | N
     if not r.chains:
         return "no_path", f"the graph has no path from {about} for {asked}"
     if r.support < abstain_t:
-        return "low_support", (f"the graph has no path from {about} for what the question most likely asks "
-                               f"({asked}); support {r.support:.3f} < {abstain_t:.3f}")
+        return "low_support", (
+            f"the graph has no path from {about} for what the question most likely asks "
+            f"({asked}); support {r.support:.3f} < {abstain_t:.3f}"
+        )
     return None, None
 
 
@@ -93,8 +124,15 @@ def _path_ref(path: Path) -> PathRef:
 
 def _path_out(scored: ScoredPath) -> PathOut:
     path = scored.path
-    facts = [PathFactOut(id=f.id, subject=f.subject, relation=f.relation, object=f.object, text=f.text, cosine=f.cosine)
-             for f in path.facts]
-    return PathOut(**_path_ref(path).model_dump(), facts=facts, text=path.text, cosine=path.cosine, score=scored.score,
-                   prior=scored.prior)
-
+    facts = [
+        PathFactOut(id=f.id, subject=f.subject, relation=f.relation, object=f.object, text=f.text, cosine=f.cosine)
+        for f in path.facts
+    ]
+    return PathOut(
+        **_path_ref(path).model_dump(),
+        facts=facts,
+        text=path.text,
+        cosine=path.cosine,
+        score=scored.score,
+        prior=scored.prior,
+    )

@@ -65,8 +65,16 @@ class PathFact:
     @classmethod
     def of(cls, hit: StoredHit) -> PathFact:
         p = hit.payload
-        return cls(hit.id, p["subject"], p["relation"], p["object"], p["text"], hit.score,
-                   kind_of(p, "subject"), kind_of(p, "object"))
+        return cls(
+            hit.id,
+            p["subject"],
+            p["relation"],
+            p["object"],
+            p["text"],
+            hit.score,
+            kind_of(p, "subject"),
+            kind_of(p, "object"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +102,19 @@ class Path:
 
     def steps(self) -> list[tuple[Step, str]]:
         """(step, the entity it arrives at) for each fact, a node's joined-through step included."""
-        return [(Step(f.relation, f.subject == after), after)
-                for f, after in zip(self.facts, self.entities[1:], strict=True)]
+        return [
+            (Step(f.relation, f.subject == after), after)
+            for f, after in zip(self.facts, self.entities[1:], strict=True)
+        ]
 
     def extend(self, fact: PathFact, step: Step) -> Path | None:
         """This path one fact further along `step`, or None when the fact does not start at its end or would
         revisit an entity."""
-        start, arrival, kind = ((fact.object, fact.subject, fact.subject_kind) if step.inverse
-                                else (fact.subject, fact.object, fact.object_kind))
+        start, arrival, kind = (
+            (fact.object, fact.subject, fact.subject_kind)
+            if step.inverse
+            else (fact.subject, fact.object, fact.object_kind)
+        )
         if start != self.entities[-1] or arrival in self.entities or self.end_kind == TEXT:
             return None
         return Path(self.mention, self.chain, (*self.facts, fact), (*self.entities, arrival), kind)
@@ -158,8 +171,15 @@ class PathSearchResult:
 
 
 class PathSearch:
-    def __init__(self, encoder: Encoder, store: FactStore, entities: EntityIndex, prior: RelationPrior | None,
-                 tau: float, observe: Callable[[str, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: FactStore,
+        entities: EntityIndex,
+        prior: RelationPrior | None,
+        tau: float,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         """`prior` may be set later (fitting tries several); a search needs one."""
         self.encoder, self.store, self.entities, self.prior, self.tau = encoder, store, entities, prior, tau
         self.observe = observe or (lambda stage, seconds: None)  # stage: "embed" or "search"
@@ -185,20 +205,26 @@ class PathSearch:
         start = time.perf_counter()
         masked = [mask_mention(q, m) for q, linked in zip(queries, links, strict=True) for m in linked]
         vectors = self.encoder.encode([strip_brackets(q) for q in queries] + masked)  # (Q + M, H)
-        readings = np.split(self.chain_prior.log_probs(vectors[len(queries):]),  # (sum M, R)
-                            np.cumsum([len(linked) for linked in links])[:-1])
+        readings = np.split(
+            self.chain_prior.log_probs(vectors[len(queries) :]),  # (sum M, R)
+            np.cumsum([len(linked) for linked in links])[:-1],
+        )
         self.observe("embed", time.perf_counter() - start)
         cuts = [Cuts() for _ in queries]
-        candidates = [self._candidates(r, linked, limits, cut)
-                      for r, linked, cut in zip(readings, links, cuts, strict=True)]
+        candidates = [
+            self._candidates(r, linked, limits, cut) for r, linked, cut in zip(readings, links, cuts, strict=True)
+        ]
         start = time.perf_counter()
         grounded = self._ground(vectors[: len(queries)], links, candidates, limits, cuts)
         self.observe("search", time.perf_counter() - start)
-        return [self._result(q, linked, chains, reading, k, limits, cut)
-                for q, linked, (chains, cut), reading in zip(queries, links, grounded, readings, strict=True)]
+        return [
+            self._result(q, linked, chains, reading, k, limits, cut)
+            for q, linked, (chains, cut), reading in zip(queries, links, grounded, readings, strict=True)
+        ]
 
-    def _candidates(self, reading: np.ndarray, linked: list[LinkedEntity], limits: PathLimits,
-                    cuts: Cuts) -> list[ChainResult]:
+    def _candidates(
+        self, reading: np.ndarray, linked: list[LinkedEntity], limits: PathLimits, cuts: Cuts
+    ) -> list[ChainResult]:
         """The beam: each mention's most likely chains of at most max_hops steps that can start from it (its first
         step leaves one of its names), from its reading (M, R); chains as likely as the last one kept are kept too
         (an unfitted prior ties them all: cosine decides among them)."""
@@ -213,15 +239,27 @@ class PathSearch:
             cuts.chains_not_grounded += len(ranked) - len(best)
         return out
 
-    def _ground(self, vectors: np.ndarray, links: list[list[LinkedEntity]], candidates: list[list[ChainResult]],
-                limits: PathLimits, cuts: list[Cuts]) -> list[tuple[list[ChainResult], Cuts]]:
+    def _ground(
+        self,
+        vectors: np.ndarray,
+        links: list[list[LinkedEntity]],
+        candidates: list[list[ChainResult]],
+        limits: PathLimits,
+        cuts: list[Cuts],
+    ) -> list[tuple[list[ChainResult], Cuts]]:
         """Every candidate's complete paths, one batched store call per step (shared prefixes queried once)."""
         partial: dict[tuple[int, int, Chain], list[Path]] = {  # (query, mention, prefix) -> partial paths
             (q, c.mention, ()): [Path(c.mention, (), (), (name,)) for name in links[q][c.mention].names]
-            for q, chains in enumerate(candidates) for c in chains}
+            for q, chains in enumerate(candidates)
+            for c in chains
+        }
         for depth in range(limits.max_hops):
-            wanted = {(q, c.mention, c.chain[: depth + 1]) for q, chains in enumerate(candidates)
-                      for c in chains if len(c.chain) > depth}
+            wanted = {
+                (q, c.mention, c.chain[: depth + 1])
+                for q, chains in enumerate(candidates)
+                for c in chains
+                if len(c.chain) > depth
+            }
             partial.update(self._step(vectors, partial, sorted(wanted, key=_prefix_order), limits, cuts))
         self._join_through_nodes(vectors, candidates, partial, limits, cuts)
         for q, chains in enumerate(candidates):
@@ -229,16 +267,32 @@ class PathSearch:
                 c.paths = [p for p in partial.get((q, c.mention, c.chain), []) if p.end_kind == ENTITY]
         return [([c for c in chains if c.paths], cut) for chains, cut in zip(candidates, cuts, strict=True)]
 
-    def _step(self, vectors: np.ndarray, partial: dict, wanted: list[tuple[int, int, Chain]], limits: PathLimits,
-              cuts: list[Cuts]) -> dict[tuple[int, int, Chain], list[Path]]:
+    def _step(
+        self,
+        vectors: np.ndarray,
+        partial: dict,
+        wanted: list[tuple[int, int, Chain]],
+        limits: PathLimits,
+        cuts: list[Cuts],
+    ) -> dict[tuple[int, int, Chain], list[Path]]:
         """The partial paths of each wanted prefix, one fact longer than its parent prefix's."""
         parents = [partial.get((q, m, prefix[:-1]), []) for q, m, prefix in wanted]
-        filters = [FactFilter(tuple(sorted({p.entities[-1] for p in paths if p.end_kind != TEXT})),
-                              side="object" if prefix[-1].inverse else "subject", relation=prefix[-1].relation)
-                   for (_, _, prefix), paths in zip(wanted, parents, strict=True)]
+        filters = [
+            FactFilter(
+                tuple(sorted({p.entities[-1] for p in paths if p.end_kind != TEXT})),
+                side="object" if prefix[-1].inverse else "subject",
+                relation=prefix[-1].relation,
+            )
+            for (_, _, prefix), paths in zip(wanted, parents, strict=True)
+        ]
         asked = [i for i, f in enumerate(filters) if f.names]
-        hits = self.store.search(vectors[[wanted[i][0] for i in asked]], limits.facts_per_step,
-                                 [filters[i] for i in asked]) if asked else []
+        hits = (
+            self.store.search(
+                vectors[[wanted[i][0] for i in asked]], limits.facts_per_step, [filters[i] for i in asked]
+            )
+            if asked
+            else []
+        )
         found = dict(zip(asked, hits, strict=True))
         out = {}
         for i, (q, m, prefix) in enumerate(wanted):
@@ -254,9 +308,12 @@ class PathSearch:
         by_start: dict[str, list[PathFact]] = defaultdict(list)
         for fact in facts:
             by_start[fact.object if step.inverse else fact.subject].append(fact)
-        longer = [extended for path in paths for fact in by_start.get(path.entities[-1], ())
-                  if (extended := Path(path.mention, prefix, path.facts, path.entities, path.end_kind)
-                      .extend(fact, step))]
+        longer = [
+            extended
+            for path in paths
+            for fact in by_start.get(path.entities[-1], ())
+            if (extended := Path(path.mention, prefix, path.facts, path.entities, path.end_kind).extend(fact, step))
+        ]
         longer.sort(key=lambda p: -p.cosine)
         if len(longer) > limits.paths_per_chain:
             cuts.chains_at_path_limit += 1
@@ -265,18 +322,35 @@ class PathSearch:
 
     def _join_through_nodes(self, vectors, candidates, partial, limits, cuts) -> None:
         """Paths that end at an intermediate NODE are extended by one more fact of that node (any relation)."""
-        wanted = [(q, c.mention, c.chain) for q, chains in enumerate(candidates) for c in chains
-                  if any(p.end_kind == NODE for p in partial.get((q, c.mention, c.chain), []))]
+        wanted = [
+            (q, c.mention, c.chain)
+            for q, chains in enumerate(candidates)
+            for c in chains
+            if any(p.end_kind == NODE for p in partial.get((q, c.mention, c.chain), []))
+        ]
         for q, m, chain in wanted:
             paths = partial[(q, m, chain)]
             nodes = tuple(sorted({p.entities[-1] for p in paths if p.end_kind == NODE}))
             [hits] = self.store.search(vectors[[q]], limits.facts_per_step, [FactFilter(nodes, side="subject")])
-            through = [extended for p in paths if p.end_kind == NODE for h in hits
-                       if (extended := p.extend(fact := PathFact.of(h), Step(fact.relation)))]
+            through = [
+                extended
+                for p in paths
+                if p.end_kind == NODE
+                for h in hits
+                if (extended := p.extend(fact := PathFact.of(h), Step(fact.relation)))
+            ]
             partial[(q, m, chain)] = sorted([p for p in paths if p.end_kind != NODE] + through, key=lambda p: -p.cosine)
 
-    def _result(self, query: str, linked: list[LinkedEntity], chains: list[ChainResult], reading: np.ndarray, k: int,
-                limits: PathLimits, cuts: Cuts) -> PathSearchResult:
+    def _result(
+        self,
+        query: str,
+        linked: list[LinkedEntity],
+        chains: list[ChainResult],
+        reading: np.ndarray,
+        k: int,
+        limits: PathLimits,
+        cuts: Cuts,
+    ) -> PathSearchResult:
         scored = [ScoredPath(p, p.cosine + self._chain_term(c)) for c in chains for p in c.paths]
         for c in chains:
             c.best_score = max(p.cosine for p in c.paths) + self._chain_term(c)
@@ -310,8 +384,9 @@ class PathSearch:
         return mention, self.chain_prior.keys[best], float(mass)
 
 
-def _answers(chains: list[ChainResult], scored: list[ScoredPath], limits: PathLimits,
-             cuts: Cuts) -> list[AnswerSupport]:
+def _answers(
+    chains: list[ChainResult], scored: list[ScoredPath], limits: PathLimits, cuts: Cuts
+) -> list[AnswerSupport]:
     """P(y in Y | x) = sum over the grounded chains that reach y of p(c|x); each answer's best paths."""
     prob: dict[str, float] = defaultdict(float)
     for c in chains:

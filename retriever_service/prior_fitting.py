@@ -95,8 +95,16 @@ def _jsonl_hops(path: Path) -> list[int | None]:
         return [json.loads(line).get("hops") for line in fh if line.strip()]
 
 
-def generated_training_questions(graph: KGGraph, topics: list[str], *, from_kg: bool, seed: int, others: int = 0,
-                                 max_hops: int = 2, per_chain: int = 25) -> list[TrainingQuestion]:
+def generated_training_questions(
+    graph: KGGraph,
+    topics: list[str],
+    *,
+    from_kg: bool,
+    seed: int,
+    others: int = 0,
+    max_hops: int = 2,
+    per_chain: int = 25,
+) -> list[TrainingQuestion]:
     """Negatives about absent relations (always), with one-step questions of the KG's own relations in the same
     phrasings; with from_kg, questions about every chain of up to max_hops steps. The negatives are about as many
     as a chain's questions (twice per_chain, or a fiftieth of the `others` given): as the largest class by far,
@@ -127,15 +135,24 @@ def label_all(graph: KGGraph, entities: EntityIndex, questions: list[TrainingQue
     return labels
 
 
-def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[TrainingQuestion], *, holdout: float = 0.2,
-                    seed: int = 0, limits: PathLimits = PathLimits(), max_eval: int = 1500,
-                    keep: float = KEEP_ANSWERED) -> tuple[RelationPrior, FitReport]:
+def fit_chain_prior(
+    search: PathSearch,
+    graph: KGGraph,
+    questions: list[TrainingQuestion],
+    *,
+    holdout: float = 0.2,
+    seed: int = 0,
+    limits: PathLimits = PathLimits(),
+    max_eval: int = 1500,
+    keep: float = KEEP_ANSWERED,
+) -> tuple[RelationPrior, FitReport]:
     """Fit, tune and refit (module docstring); `search` is used with each candidate prior in turn."""
     seconds, start = {}, time.perf_counter()
     labels = label_all(graph, search.entities, questions)
     seconds["label"] = time.perf_counter() - start
-    vectors = search.encoder.encode([mask_mention(q.text, next(iter(search.entities.link(q.text)), None))
-                                     for q in questions])  # (N, H)
+    vectors = search.encoder.encode(
+        [mask_mention(q.text, next(iter(search.entities.link(q.text)), None)) for q in questions]
+    )  # (N, H)
     seconds["encode"] = time.perf_counter() - start - seconds["label"]
     rows = list(range(len(questions)))
     random.Random(seed).shuffle(rows)
@@ -145,11 +162,35 @@ def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[Training
     evaluated = held[:max_eval]
     fitted = RelationPrior.fit(vectors[train], [labels[i] for i in train])
     tuning = evaluated[: max_eval // 3]
-    grid = [_grid_point(search, fitted, questions, tuning, labels, limits, weight=w, temperature=t,
-                        mention_penalty=MENTION_PENALTIES[0]) for w, t in itertools.product(WEIGHTS, TEMPERATURES)]
+    grid = [
+        _grid_point(
+            search,
+            fitted,
+            questions,
+            tuning,
+            labels,
+            limits,
+            weight=w,
+            temperature=t,
+            mention_penalty=MENTION_PENALTIES[0],
+        )
+        for w, t in itertools.product(WEIGHTS, TEMPERATURES)
+    ]
     best = max(grid, key=_rank)
-    grid += [_grid_point(search, fitted, questions, tuning, labels, limits, weight=best["weight"],
-                         temperature=best["temperature"], mention_penalty=m) for m in MENTION_PENALTIES[1:]]
+    grid += [
+        _grid_point(
+            search,
+            fitted,
+            questions,
+            tuning,
+            labels,
+            limits,
+            weight=best["weight"],
+            temperature=best["temperature"],
+            mention_penalty=m,
+        )
+        for m in MENTION_PENALTIES[1:]
+    ]
     best = max(grid, key=_rank)
     chosen = {name: best[name] for name in ("weight", "temperature", "mention_penalty")}
     search.prior = dataclasses.replace(fitted, **chosen)
@@ -157,13 +198,25 @@ def fit_chain_prior(search: PathSearch, graph: KGGraph, questions: list[Training
     held_out = _thresholds(scores, [labels[i] for i in evaluated], [questions[i] for i in evaluated], keep)
     seconds["tune"] = time.perf_counter() - start - seconds["label"] - seconds["encode"]
     usable = [i for i in rows if labels[i]]
-    prior = RelationPrior.fit(vectors[usable], [labels[i] for i in usable], **chosen,
-                              answer_threshold=held_out["answer_threshold"],
-                              abstain_threshold=held_out["abstain_threshold"])
+    prior = RelationPrior.fit(
+        vectors[usable],
+        [labels[i] for i in usable],
+        **chosen,
+        answer_threshold=held_out["answer_threshold"],
+        abstain_threshold=held_out["abstain_threshold"],
+    )
     search.prior = prior
     sources = {s: sum(q.source == s for q in questions) for s in dict.fromkeys(q.source for q in questions)}
-    report = FitReport(sources, sum(bool(ls) for ls in labels), sum(not ls for ls in labels), len(prior.keys),
-                       grid, best, held_out, {k: round(v, 1) for k, v in seconds.items()})
+    report = FitReport(
+        sources,
+        sum(bool(ls) for ls in labels),
+        sum(not ls for ls in labels),
+        len(prior.keys),
+        grid,
+        best,
+        held_out,
+        {k: round(v, 1) for k, v in seconds.items()},
+    )
     return prior, report
 
 
@@ -176,15 +229,24 @@ def _grid_point(search, fitted, questions, rows, labels, limits, **values: float
     search.prior = dataclasses.replace(fitted, **values)
     answerable = [i for i in rows if labels[i] and labels[i] != {NONE_KEY}]
     scores = _scores(search, questions, answerable, limits)
-    point = {**values, "questions": len(scores),
-             "hits@1": float(np.mean([s.hit for s in scores])) if scores else 0.0,
-             "chain_recall": float(np.mean([s.chain_recall for s in scores])) if scores else 0.0}
+    point = {
+        **values,
+        "questions": len(scores),
+        "hits@1": float(np.mean([s.hit for s in scores])) if scores else 0.0,
+        "chain_recall": float(np.mean([s.chain_recall for s in scores])) if scores else 0.0,
+    }
     log.info("grid %s", point)
     return point
 
 
-def _scores(search: PathSearch, questions: list[TrainingQuestion], rows: list[int], limits: PathLimits,
-            k: int = 5, batch: int = 32) -> list[PathScore]:
+def _scores(
+    search: PathSearch,
+    questions: list[TrainingQuestion],
+    rows: list[int],
+    limits: PathLimits,
+    k: int = 5,
+    batch: int = 32,
+) -> list[PathScore]:
     """Path search over the questions (brackets stripped), scored against their answers."""
     scores: list[PathScore] = []
     for start in range(0, len(rows), batch):
@@ -194,43 +256,64 @@ def _scores(search: PathSearch, questions: list[TrainingQuestion], rows: list[in
     return scores
 
 
-def _thresholds(scores: list[PathScore], labels: list[set[str]], questions: list[TrainingQuestion],
-                keep: float) -> dict:
+def _thresholds(
+    scores: list[PathScore], labels: list[set[str]], questions: list[TrainingQuestion], keep: float
+) -> dict:
     """The answer-set and abstention thresholds, from held-out questions: answerable ones have a chain label."""
     answerable = [s for s, ls in zip(scores, labels, strict=True) if ls and ls != {NONE_KEY}]
     unanswerable = [s for s, ls in zip(scores, labels, strict=True) if not ls or ls == {NONE_KEY}]
     answer_threshold, f1 = best_answer_threshold(answerable)
-    abstain_threshold, rates = best_abstain_threshold([s.support for s in answerable],
-                                                      [s.support for s in unanswerable], keep)
+    abstain_threshold, rates = best_abstain_threshold(
+        [s.support for s in answerable], [s.support for s in unanswerable], keep
+    )
     if len(answerable) < MIN_TUNING:  # too few to choose from: no abstention on support alone
-        abstain_threshold, rates = 0.0, abstention_rates([s.support for s in answerable],
-                                                         [s.support for s in unanswerable], 0.0)
-    return {"answerable": len(answerable), "unanswerable": len(unanswerable),
-            "hits@1": float(np.mean([s.hit for s in answerable])) if answerable else 0.0,
-            "chain_recall": float(np.mean([s.chain_recall for s in answerable])) if answerable else 0.0,
-            "answer_threshold": answer_threshold, "f1": f1, "abstain_threshold": abstain_threshold, **rates,
-            "by_source": _by_source(scores, questions, answer_threshold, abstain_threshold)}
+        abstain_threshold, rates = (
+            0.0,
+            abstention_rates([s.support for s in answerable], [s.support for s in unanswerable], 0.0),
+        )
+    return {
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "hits@1": float(np.mean([s.hit for s in answerable])) if answerable else 0.0,
+        "chain_recall": float(np.mean([s.chain_recall for s in answerable])) if answerable else 0.0,
+        "answer_threshold": answer_threshold,
+        "f1": f1,
+        "abstain_threshold": abstain_threshold,
+        **rates,
+        "by_source": _by_source(scores, questions, answer_threshold, abstain_threshold),
+    }
 
 
 def _by_source(scores: list[PathScore], questions: list[TrainingQuestion], answer_t: float, abstain_t: float) -> dict:
     out = {}
     for source in dict.fromkeys(q.source for q in questions):
         own = [s for s, q in zip(scores, questions, strict=True) if q.source == source]
-        out[source] = {"n": len(own), "hits@1": float(np.mean([s.hit for s in own])),
-                       "f1": float(np.mean([s.f1(answer_t) for s in own])),
-                       "abstained": float(np.mean([s.support < abstain_t for s in own]))}
+        out[source] = {
+            "n": len(own),
+            "hits@1": float(np.mean([s.hit for s in own])),
+            "f1": float(np.mean([s.f1(answer_t) for s in own])),
+            "abstained": float(np.mean([s.support < abstain_t for s in own])),
+        }
     return out
 
 
-def fit_for_store(search: PathSearch, files: list[Path], *, from_kg: bool = False, seed: int = 0,
-                  holdout: float = 0.2, max_eval: int = 900) -> tuple[RelationPrior, FitReport]:
+def fit_for_store(
+    search: PathSearch,
+    files: list[Path],
+    *,
+    from_kg: bool = False,
+    seed: int = 0,
+    holdout: float = 0.2,
+    max_eval: int = 900,
+) -> tuple[RelationPrior, FitReport]:
     """Fit the chain prior of the store `search` reads: on the question files, with questions generated from
     the KG's chains when asked or when there are no files, and negatives always."""
     graph = kg_graph(search)
     questions = [q for path in files for q in read_training_questions(path)]
     topics = [m[1] for q in questions if (m := _BRACKETED.search(q.text))]
-    questions += generated_training_questions(graph, topics, from_kg=from_kg or not files, seed=seed,
-                                              others=len(questions))
+    questions += generated_training_questions(
+        graph, topics, from_kg=from_kg or not files, seed=seed, others=len(questions)
+    )
     keep = KEEP_ANSWERED if files else KEEP_ANSWERED_GENERATED
     return fit_chain_prior(search, graph, questions, holdout=holdout, seed=seed, max_eval=max_eval, keep=keep)
 
@@ -238,4 +321,3 @@ def fit_for_store(search: PathSearch, files: list[Path], *, from_kg: bool = Fals
 def kg_graph(search: PathSearch) -> KGGraph:
     """The store's facts as adjacency sets (aliases left out: they are names, not edges)."""
     return KGGraph.of(search.store.payloads(), ALIAS_RELATIONS)
-

@@ -23,23 +23,90 @@ from retriever_service.kg_graph import KGGraph
 from shared.facts import relation_label
 from shared.names import fold_tokens
 
-QUESTION_FORMS = ("what is {np}", "which is {np}", "{np} is what", "tell me {np}", "name {np}", "who is {np}",
-                  "give me {np}", "do you know {np}", "what's {np}")
+QUESTION_FORMS = (
+    "what is {np}",
+    "which is {np}",
+    "{np} is what",
+    "tell me {np}",
+    "name {np}",
+    "who is {np}",
+    "give me {np}",
+    "do you know {np}",
+    "what's {np}",
+)
 LIST_FORMS = ("what are {np}", "which are {np}", "list {np}", "name all {np}", "who are {np}", "{np} are what")
 FORWARD_FORMS = ("the {r} of {np}", "the {r} of {np}", "{np}'s {r}")  # the possessive only around an entity
 INVERSE_FORMS = ("the one whose {r} is {np}", "the one with {r} {np}", "the one that has {np} as its {r}")
 # a one-step inverse question may put its entity first
-ENTITY_FIRST_FORMS = ("{e} is the {r} of which one", "which one has {e} as its {r}", "{e} is the {r} of what",
-                      "whose {r} is {e}")
+ENTITY_FIRST_FORMS = (
+    "{e} is the {r} of which one",
+    "which one has {e} as its {r}",
+    "{e} is the {r} of what",
+    "whose {r} is {e}",
+)
 # Relations people ask about that a given KG may lack; those whose words the KG's relations share are left out.
 ABSENT_RELATIONS = (
-    "president", "prime minister", "head of state", "mayor", "founder", "founding date", "ceo", "owner", "spouse",
-    "wife", "husband", "children", "father", "mother", "birth place", "birth date", "death date", "age", "height",
-    "weight", "nationality", "religion", "national anthem", "motto", "gdp", "budget", "box office", "revenue",
-    "producer", "composer", "cinematographer", "editor", "studio", "distributor", "awards", "sequel", "prequel",
-    "filming location", "runtime", "color", "price", "address", "phone number", "email", "website", "salary",
-    "highest mountain", "longest river", "national animal", "national sport", "climate", "famous people",
-    "inventor", "author", "publisher", "album", "team", "coach", "stadium", "university", "employees",
+    "president",
+    "prime minister",
+    "head of state",
+    "mayor",
+    "founder",
+    "founding date",
+    "ceo",
+    "owner",
+    "spouse",
+    "wife",
+    "husband",
+    "children",
+    "father",
+    "mother",
+    "birth place",
+    "birth date",
+    "death date",
+    "age",
+    "height",
+    "weight",
+    "nationality",
+    "religion",
+    "national anthem",
+    "motto",
+    "gdp",
+    "budget",
+    "box office",
+    "revenue",
+    "producer",
+    "composer",
+    "cinematographer",
+    "editor",
+    "studio",
+    "distributor",
+    "awards",
+    "sequel",
+    "prequel",
+    "filming location",
+    "runtime",
+    "color",
+    "price",
+    "address",
+    "phone number",
+    "email",
+    "website",
+    "salary",
+    "highest mountain",
+    "longest river",
+    "national animal",
+    "national sport",
+    "climate",
+    "famous people",
+    "inventor",
+    "author",
+    "publisher",
+    "album",
+    "team",
+    "coach",
+    "stadium",
+    "university",
+    "employees",
 )
 
 
@@ -68,8 +135,16 @@ def phrase_question(entity: str, chain: Chain, answers: int, rng: random.Random)
     return rng.choice(forms).format(np=noun_phrase(entity, chain, rng))
 
 
-def chain_questions(graph: KGGraph, *, max_hops: int, per_chain: int, max_answers: int, rng: random.Random,
-                    max_entities: int = 20000, min_topics: int = 3) -> list[GeneratedQuestion]:
+def chain_questions(
+    graph: KGGraph,
+    *,
+    max_hops: int,
+    per_chain: int,
+    max_answers: int,
+    rng: random.Random,
+    max_entities: int = 20000,
+    min_topics: int = 3,
+) -> list[GeneratedQuestion]:
     """Up to per_chain questions for each chain of at most max_hops steps that some entity's walk answers with
     1 to max_answers entities; entities are visited in a seeded order, at most max_entities of them, and a
     chain answered from fewer than min_topics entities is left out (a chance composition, not a relation)."""

@@ -132,9 +132,15 @@ class RdfMapper:
         self.names = names
         self.names_complete = names_complete  # filled by a prepass: blocks need not offer their names
         self._handlers: dict[Role, Callable[[Statement, _Subject], None]] = {
-            Role.NAME: self._name, Role.ALIAS: self._alias, Role.REDIRECT: self._redirect,
-            Role.SAME_AS: self._same_as, Role.TEXT: self._text, Role.TYPE: self._type, Role.URL: self._url,
-            Role.DROP: self._drop, Role.FACT: self._fact,
+            Role.NAME: self._name,
+            Role.ALIAS: self._alias,
+            Role.REDIRECT: self._redirect,
+            Role.SAME_AS: self._same_as,
+            Role.TEXT: self._text,
+            Role.TYPE: self._type,
+            Role.URL: self._url,
+            Role.DROP: self._drop,
+            Role.FACT: self._fact,
         }
 
     def blocks(self, statements: Iterable[Statement]) -> Iterator[tuple[list[Statement], Statement | None]]:

@@ -34,8 +34,10 @@ logging.getLogger("rdflib.term").setLevel(logging.ERROR)  # ill-typed literals a
 _IRI = r'<([^:]+:[^\s"<>]*)>'
 _BLANK = r"_:([A-Za-z0-9_:](?:[-A-Za-z0-9_:\.]*[-A-Za-z0-9_:])?)"
 _LITERAL = r'"([^"\\]*(?:\\.[^"\\]*)*)"(?:@([a-zA-Z]+(?:-[a-zA-Z0-9]+)*)|\^\^' + _IRI + ")?"
-_LINE = re.compile(rf"[ \t]*(?:{_IRI}|{_BLANK})[ \t]*{_IRI}[ \t]*(?:{_IRI}|{_BLANK}|{_LITERAL})"
-                   rf"(?:[ \t]*(?:{_IRI}|{_BLANK}))?[ \t]*\.[ \t]*(?:#.*)?")
+_LINE = re.compile(
+    rf"[ \t]*(?:{_IRI}|{_BLANK})[ \t]*{_IRI}[ \t]*(?:{_IRI}|{_BLANK}|{_LITERAL})"
+    rf"(?:[ \t]*(?:{_IRI}|{_BLANK}))?[ \t]*\.[ \t]*(?:#.*)?"
+)
 
 
 class Blank(str):
@@ -143,8 +145,9 @@ def decode_line(raw: bytes) -> str | None:
     return text
 
 
-def line_statements(dump: DumpFile, quads: bool, on_error, start_line: int = 0,
-                    start_offset: int = 0) -> Iterator[Statement]:
+def line_statements(
+    dump: DumpFile, quads: bool, on_error, start_line: int = 0, start_offset: int = 0
+) -> Iterator[Statement]:
     """The statements of an N-Triples or N-Quads file after start_line; a bad line goes to
     on_error(line, message) and is skipped."""
     kind = "N-Quads" if quads else "N-Triples"

@@ -53,20 +53,73 @@ class Role(enum.Enum):
 
 DBPEDIA_DROP = (
     # layout and images of the infobox, kept by DBpedia as raw properties
-    "dbp:image*", "dbp:caption*", "dbp:align*", "dbp:div", "dbp:v", "dbp:wikt", "dbp:width*", "dbp:footer*",
-    "dbp:alt", "dbp:alt?", "dbp:logo*", "dbp:signature*", "dbp:direction", "dbp:bgcolor", "dbp:totalWidth",
-    "dbp:header*", "dbp:float", "dbp:quote", "dbp:source", "dbp:cs1Dates", "dbp:date", "dbp:wordnet_type",
+    "dbp:image*",
+    "dbp:caption*",
+    "dbp:align*",
+    "dbp:div",
+    "dbp:v",
+    "dbp:wikt",
+    "dbp:width*",
+    "dbp:footer*",
+    "dbp:alt",
+    "dbp:alt?",
+    "dbp:logo*",
+    "dbp:signature*",
+    "dbp:direction",
+    "dbp:bgcolor",
+    "dbp:totalWidth",
+    "dbp:header*",
+    "dbp:float",
+    "dbp:quote",
+    "dbp:source",
+    "dbp:cs1Dates",
+    "dbp:date",
+    "dbp:wordnet_type",
     # sister-project links ({{Sister project links|b=...|n=...}})
-    "dbp:b", "dbp:n", "dbp:q", "dbp:s", "dbp:d", "dbp:c", "dbp:voy", "dbp:species", "dbp:mw", "dbp:commons",
+    "dbp:b",
+    "dbp:n",
+    "dbp:q",
+    "dbp:s",
+    "dbp:d",
+    "dbp:c",
+    "dbp:voy",
+    "dbp:species",
+    "dbp:mw",
+    "dbp:commons",
     # pictures and wiki bookkeeping
-    "foaf:depiction", "foaf:isPrimaryTopicOf", "dbo:thumbnail", "dbo:wikiPage*", "dbp:wikiPageUsesTemplate",
-    "prov:wasDerivedFrom", "owl:differentFrom", "rdfs:seeAlso", "dbo:soundRecording",
+    "foaf:depiction",
+    "foaf:isPrimaryTopicOf",
+    "dbo:thumbnail",
+    "dbo:wikiPage*",
+    "dbp:wikiPageUsesTemplate",
+    "prov:wasDerivedFrom",
+    "owl:differentFrom",
+    "rdfs:seeAlso",
+    "dbo:soundRecording",
 )
 DEFAULT_NODE_PATTERN = r"^(?P<base>.+?)__(?:(?P<kind>[A-Za-z][A-Za-z0-9_]*?)__)?(?P<n>\d+)$"
-_LISTS = ("languages", "name_predicates", "alias_predicates", "redirect_predicates", "same_as_predicates",
-          "text_predicates", "type_predicates", "keep_types", "url_predicates", "drop_predicates", "prefer")
-_PREDICATE_LISTS = ("name_predicates", "alias_predicates", "redirect_predicates", "same_as_predicates",
-                    "text_predicates", "type_predicates", "url_predicates")
+_LISTS = (
+    "languages",
+    "name_predicates",
+    "alias_predicates",
+    "redirect_predicates",
+    "same_as_predicates",
+    "text_predicates",
+    "type_predicates",
+    "keep_types",
+    "url_predicates",
+    "drop_predicates",
+    "prefer",
+)
+_PREDICATE_LISTS = (
+    "name_predicates",
+    "alias_predicates",
+    "redirect_predicates",
+    "same_as_predicates",
+    "text_predicates",
+    "type_predicates",
+    "url_predicates",
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +150,7 @@ class RdfRules:
     _roles: dict[str, Role] = field(init=False, repr=False, compare=False)
     _relations: dict[str, str] = field(init=False, repr=False, compare=False)
     _node_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_roles", {})  # predicate -> Role, filled as predicates are met
         object.__setattr__(self, "_relations", {})  # predicate -> relation words
@@ -124,10 +178,15 @@ class RdfRules:
 
     def _find_role(self, predicate: str) -> Role:
         """A predicate named in a role's list has that role; else a drop pattern leaves it out; else a fact."""
-        for role, names in ((Role.NAME, self.name_predicates), (Role.ALIAS, self.alias_predicates),
-                            (Role.REDIRECT, self.redirect_predicates), (Role.SAME_AS, self.same_as_predicates),
-                            (Role.TEXT, self.text_predicates), (Role.TYPE, self.type_predicates),
-                            (Role.URL, self.url_predicates)):
+        for role, names in (
+            (Role.NAME, self.name_predicates),
+            (Role.ALIAS, self.alias_predicates),
+            (Role.REDIRECT, self.redirect_predicates),
+            (Role.SAME_AS, self.same_as_predicates),
+            (Role.TEXT, self.text_predicates),
+            (Role.TYPE, self.type_predicates),
+            (Role.URL, self.url_predicates),
+        ):
             if predicate in names:
                 return role
         if any(fnmatch.fnmatchcase(predicate, pattern) for pattern in self.drop_predicates):
@@ -185,13 +244,22 @@ def dbpedia_rules(**changes) -> RdfRules:
 
 def plain_rules(**changes) -> RdfRules:
     """No predicate rules: only names (rdfs:label, skos:prefLabel, foaf:name) and the literal rules."""
-    return dataclasses.replace(RdfRules(name_predicates=_iris(["rdfs:label", "skos:prefLabel", "foaf:name"])),
-                               **changes)
+    return dataclasses.replace(
+        RdfRules(name_predicates=_iris(["rdfs:label", "skos:prefLabel", "foaf:name"])), **changes
+    )
 
 
 BASES = {"dbpedia": dbpedia_rules, "none": plain_rules}
-_SCALARS = ("untagged", "max_literal_chars", "long_text", "passage_chars", "labels", "max_labels", "max_block",
-            "node_pattern")
+_SCALARS = (
+    "untagged",
+    "max_literal_chars",
+    "long_text",
+    "passage_chars",
+    "labels",
+    "max_labels",
+    "max_block",
+    "node_pattern",
+)
 
 
 def load_rules(path: Path | None = None, **flags) -> RdfRules:
@@ -221,8 +289,10 @@ def rules_from_spec(spec: dict, where: str = "rules") -> RdfRules:
     for key in _LISTS:
         if key in spec:
             values[key] = tuple(_normalise(key, spec[key], prefixes, where))
-    for section, combine in (("add", lambda old, new: old + tuple(x for x in new if x not in old)),
-                             ("remove", lambda old, new: tuple(x for x in old if x not in new))):
+    for section, combine in (
+        ("add", lambda old, new: old + tuple(x for x in new if x not in old)),
+        ("remove", lambda old, new: tuple(x for x in old if x not in new)),
+    ):
         for key, items in spec.get(section, {}).items():
             if key not in _LISTS:
                 raise RulesError(f"{where}: [{section}] {key} is not a list setting; one of {list(_LISTS)}")

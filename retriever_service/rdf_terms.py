@@ -43,20 +43,65 @@ PREFIXES = {
     "dul": "http://www.ontologydesignpatterns.org/ont/dul/DUL.owl#",
 }
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December")
-_INTEGER_TYPES = frozenset(XSD + t for t in (
-    "integer", "int", "long", "short", "byte", "nonNegativeInteger", "positiveInteger", "nonPositiveInteger",
-    "negativeInteger", "unsignedLong", "unsignedInt", "unsignedShort", "unsignedByte"))
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_INTEGER_TYPES = frozenset(
+    XSD + t
+    for t in (
+        "integer",
+        "int",
+        "long",
+        "short",
+        "byte",
+        "nonNegativeInteger",
+        "positiveInteger",
+        "nonPositiveInteger",
+        "negativeInteger",
+        "unsignedLong",
+        "unsignedInt",
+        "unsignedShort",
+        "unsignedByte",
+    )
+)
 _FLOAT_TYPES = frozenset(XSD + t for t in ("double", "float"))
 _STRING_TYPES = frozenset({XSD + "string", RDF + "langString", XSD + "normalizedString", XSD + "token"})
 # DBpedia's unit datatypes (http://dbpedia.org/datatype/...) as a reader writes them; others are humanized.
 UNITS = {
-    "usDollar": "US dollars", "euro": "euros", "poundSterling": "pounds sterling", "japaneseYen": "yen",
-    "squareKilometre": "km²", "squareMetre": "m²", "kilometre": "km", "metre": "m", "centimetre": "cm",
-    "millimetre": "mm", "kilogram": "kg", "gram": "g", "second": "s", "minute": "minutes", "hour": "hours",
-    "day": "days", "kilometrePerHour": "km/h", "cubicMetre": "m³", "kelvin": "K", "degreeCelsius": "°C",
-    "inhabitantsPerSquareKilometre": "inhabitants per km²", "megawatt": "MW", "kilowatt": "kW",
+    "usDollar": "US dollars",
+    "euro": "euros",
+    "poundSterling": "pounds sterling",
+    "japaneseYen": "yen",
+    "squareKilometre": "km²",
+    "squareMetre": "m²",
+    "kilometre": "km",
+    "metre": "m",
+    "centimetre": "cm",
+    "millimetre": "mm",
+    "kilogram": "kg",
+    "gram": "g",
+    "second": "s",
+    "minute": "minutes",
+    "hour": "hours",
+    "day": "days",
+    "kilometrePerHour": "km/h",
+    "cubicMetre": "m³",
+    "kelvin": "K",
+    "degreeCelsius": "°C",
+    "inhabitantsPerSquareKilometre": "inhabitants per km²",
+    "megawatt": "MW",
+    "kilowatt": "kW",
 }
 _DBPEDIA_RESOURCE = re.compile(r"^https?://(?:([a-z]{2,3}(?:-[a-z]+)?)\.)?dbpedia\.org/resource/(.+)$")
 _DATE = re.compile(r"^(-?\d{4,})-(\d{2})-(\d{2})")
@@ -77,7 +122,7 @@ def curie(iri: str) -> str:
     """'http://dbpedia.org/ontology/birthPlace' -> 'dbo:birthPlace'; an IRI under no known prefix is returned as is."""
     for prefix, namespace in PREFIXES.items():
         if iri.startswith(namespace) and len(iri) > len(namespace):
-            return f"{prefix}:{iri[len(namespace):]}"
+            return f"{prefix}:{iri[len(namespace) :]}"
     return iri
 
 
@@ -113,7 +158,7 @@ def resource_name(iri: str) -> str:
     'eBay' stays 'eBay')."""
     local = unquote(local_name(iri))
     if local.startswith("Category:"):
-        local = local[len("Category:"):]
+        local = local[len("Category:") :]
     return clean_text(local.replace("_", " ")) or iri
 
 
@@ -175,9 +220,9 @@ def render_literal(lexical: str, datatype: str | None) -> str:
         return text
     try:
         if datatype.startswith(XSD):
-            rendered = _render_xsd(text, datatype[len(XSD):])
+            rendered = _render_xsd(text, datatype[len(XSD) :])
         elif datatype.startswith(DBPEDIA_DATATYPE):
-            rendered = _render_unit(text, datatype[len(DBPEDIA_DATATYPE):])
+            rendered = _render_unit(text, datatype[len(DBPEDIA_DATATYPE) :])
         else:
             rendered = None
     except (ValueError, InvalidOperation, OverflowError):

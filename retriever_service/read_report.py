@@ -65,9 +65,16 @@ class ReadReport:
         if len(self.relations) > top:
             relations["(other relations)"] = self.triples - sum(relations.values())
         return {
-            "statements": self.statements, "triples": self.triples, "relations": relations,
-            "distinct_relations": len(self.relations), "names": self.names, "aliases": self.aliases,
-            "passages": self.passages, "node_triples": self.node_triples,
-            "dropped": dict(self.dropped.most_common()), "dropped_by_predicate": by_reason,
-            "skipped_lines": self.skipped, "errors": [str(e) for e in self.errors[:20]],
+            "statements": self.statements,
+            "triples": self.triples,
+            "relations": relations,
+            "distinct_relations": len(self.relations),
+            "names": self.names,
+            "aliases": self.aliases,
+            "passages": self.passages,
+            "node_triples": self.node_triples,
+            "dropped": dict(self.dropped.most_common()),
+            "dropped_by_predicate": by_reason,
+            "skipped_lines": self.skipped,
+            "errors": [str(e) for e in self.errors[:20]],
         }

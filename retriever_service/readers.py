@@ -43,13 +43,20 @@ from shared.facts import Triple, humanize
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMATS", "KgReader", "LineError", "ReadReport", "ReaderError", "detect_format", "read_triples",
-           "term_name"]
+__all__ = [
+    "FORMATS",
+    "KgReader",
+    "LineError",
+    "ReadReport",
+    "ReaderError",
+    "detect_format",
+    "read_triples",
+    "term_name",
+]
 
 FORMATS = ("nt", "nq", "ttl", "pipe", "tsv", "jsonl")
 RDF_FORMATS = ("nt", "nq", "ttl")
-_SUFFIXES = {".nt": "nt", ".nq": "nq", ".ttl": "ttl", ".tsv": "tsv", ".jsonl": "jsonl", ".txt": "pipe",
-             ".psv": "pipe"}
+_SUFFIXES = {".nt": "nt", ".nq": "nq", ".ttl": "ttl", ".tsv": "tsv", ".jsonl": "jsonl", ".txt": "pipe", ".psv": "pipe"}
 
 
 class ReaderError(ValueError):
@@ -91,14 +98,17 @@ def describe_input(path: Path, fmt: str | None = None) -> KgInput:
             return KgInput(path, fmt, True)
         ratio = 4 if dump.compression else 1  # a compressed file is at least 4 times larger unpacked
         if dump.size * ratio > MAX_TURTLE_BYTES:
-            raise ReaderError(f"{path}: Turtle with prefixes is parsed whole, which this file is too large for "
-                              f"(limit {MAX_TURTLE_BYTES // 2**20} MiB unpacked); convert it to N-Triples "
-                              "(e.g. `riot --output=nt` or `rapper -i turtle -o ntriples`) and load that")
+            raise ReaderError(
+                f"{path}: Turtle with prefixes is parsed whole, which this file is too large for "
+                f"(limit {MAX_TURTLE_BYTES // 2**20} MiB unpacked); convert it to N-Triples "
+                "(e.g. `riot --output=nt` or `rapper -i turtle -o ntriples`) and load that"
+            )
     return KgInput(path, fmt, False)
 
 
-def read_triples(path: Path, fmt: str | None = None, report: ReadReport | None = None,
-                 rules: RdfRules | None = None) -> Iterator[Triple]:
+def read_triples(
+    path: Path, fmt: str | None = None, report: ReadReport | None = None, rules: RdfRules | None = None
+) -> Iterator[Triple]:
     """Stream the triples of one file; bad lines go to `report` (or only to the log)."""
     yield from KgReader([path], fmt, rules=rules, report=report)
 
@@ -107,9 +117,16 @@ class KgReader:
     """Several inputs read in order as one stream of triples. `marks[i]` says how far input i got
     once the consumer holds the last triple given; start marks resume a killed load."""
 
-    def __init__(self, paths: list[Path], fmt: str | None = None, *, rules: RdfRules | None = None,
-                 report: ReadReport | None = None, marks: list[InputMark] | None = None,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        fmt: str | None = None,
+        *,
+        rules: RdfRules | None = None,
+        report: ReadReport | None = None,
+        marks: list[InputMark] | None = None,
+        progress: bool = False,
+    ) -> None:
         self.inputs = [describe_input(p, fmt) for p in paths]
         self.rules = rules or dbpedia_rules()
         self.report = report if report is not None else ReadReport()
@@ -175,6 +192,7 @@ class KgReader:
     def _statements(self, index: int, dump: DumpFile) -> Iterator[Statement]:
         item, mark = self.inputs[index], self.marks[index]
         if item.streamed:
+
             def on_error(line: int, message: str) -> None:
                 self.report.add(item.path, line, message)
 
@@ -218,9 +236,17 @@ class KgReader:
                 self._names_of(item, None if mark.complete else mark.line)
 
     def _names_of(self, item: KgInput, until_line: int | None) -> None:
-        with DumpFile(item.path) as dump, tqdm(total=dump.size, unit="B", unit_scale=True,
-                                               desc=f"names {item.path.name}", disable=not self.progress,
-                                               leave=False) as bar:
+        with (
+            DumpFile(item.path) as dump,
+            tqdm(
+                total=dump.size,
+                unit="B",
+                unit_scale=True,
+                desc=f"names {item.path.name}",
+                disable=not self.progress,
+                leave=False,
+            ) as bar,
+        ):
             if item.streamed:
                 statements = _name_statements(dump, self.rules, item.fmt == "nq", until_line, bar)
             else:
@@ -232,12 +258,16 @@ class KgReader:
             except Exception as exc:  # a Turtle file that does not parse is reported when it is read for its facts
                 log.debug("no names from %s: %s", item.path, exc)
         if self.names.overflow:
-            log.warning("name index full (%d entries): %d entities keep the names their IRIs give",
-                        len(self.names), self.names.overflow)
+            log.warning(
+                "name index full (%d entries): %d entities keep the names their IRIs give",
+                len(self.names),
+                self.names.overflow,
+            )
 
 
-def _name_statements(dump: DumpFile, rules: RdfRules, quads: bool, until_line: int | None,
-                     bar: tqdm) -> Iterator[Statement]:
+def _name_statements(
+    dump: DumpFile, rules: RdfRules, quads: bool, until_line: int | None, bar: tqdm
+) -> Iterator[Statement]:
     """The name statements of a line-based file (up to until_line), found by their predicate's
     IRI in the raw line before anything is parsed."""
     needles = tuple(f"<{iri}>".encode() for iri in rules.name_predicates)

@@ -85,8 +85,9 @@ class RelationPrior:
     def uniform(cls, relations: list[str], dim: int) -> RelationPrior:
         """Every one-step chain of the relations equally likely: where no prior was fitted, cosine decides."""
         keys = [key for r in relations for key in (r, r + INVERSE)]
-        return cls(keys=keys, weights=np.zeros((len(keys), dim), dtype=np.float32),
-                   bias=np.zeros(len(keys), dtype=np.float32))
+        return cls(
+            keys=keys, weights=np.zeros((len(keys), dim), dtype=np.float32), bias=np.zeros(len(keys), dtype=np.float32)
+        )
 
     def log_probs(self, vectors: np.ndarray) -> np.ndarray:
         """log p(key | q) for masked question vectors (Q, H) -> (Q, R)."""
@@ -100,9 +101,17 @@ class RelationPrior:
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps({"format": FORMAT, "keys": self.keys, "temperature": self.temperature, "weight": self.weight,
-                           "mention_penalty": self.mention_penalty, "answer_threshold": self.answer_threshold,
-                           "abstain_threshold": self.abstain_threshold})
+        meta = json.dumps(
+            {
+                "format": FORMAT,
+                "keys": self.keys,
+                "temperature": self.temperature,
+                "weight": self.weight,
+                "mention_penalty": self.mention_penalty,
+                "answer_threshold": self.answer_threshold,
+                "abstain_threshold": self.abstain_threshold,
+            }
+        )
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, weights=self.weights, bias=self.bias, meta=np.array(meta))
         tmp.replace(path)
@@ -116,10 +125,19 @@ class RelationPrior:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             if meta.get("format") not in READABLE:
-                log.warning("relation prior %s is of an older format and is not used; refit it with "
-                            "`kgrag-ingest fit-relations`", path)
+                log.warning(
+                    "relation prior %s is of an older format and is not used; refit it with "
+                    "`kgrag-ingest fit-relations`",
+                    path,
+                )
                 return None
-            return cls(keys=meta["keys"], weights=data["weights"], bias=data["bias"],
-                       temperature=meta["temperature"], weight=meta["weight"],
-                       mention_penalty=meta.get("mention_penalty", 0.0), answer_threshold=meta.get("answer_threshold"),
-                       abstain_threshold=meta.get("abstain_threshold"))
+            return cls(
+                keys=meta["keys"],
+                weights=data["weights"],
+                bias=data["bias"],
+                temperature=meta["temperature"],
+                weight=meta["weight"],
+                mention_penalty=meta.get("mention_penalty", 0.0),
+                answer_threshold=meta.get("answer_threshold"),
+                abstain_threshold=meta.get("abstain_threshold"),
+            )

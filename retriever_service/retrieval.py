@@ -59,9 +59,16 @@ def softmax_prior(scores: list[float], tau: float) -> list[float]:
 
 
 class Retriever:
-    def __init__(self, encoder: Encoder, store: FactStore, entities: EntityIndex, tau: float,
-                 relations: RelationPrior | None = None, rerank_pool: int = 100,
-                 observe: Callable[[str, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: FactStore,
+        entities: EntityIndex,
+        tau: float,
+        relations: RelationPrior | None = None,
+        rerank_pool: int = 100,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.encoder = encoder
         self.store = store
         self.entities = entities
@@ -77,23 +84,31 @@ class Retriever:
         relations = self.relations if any(filters) else None  # reranks when any entity is linked
         rerank = relations is not None
         start = time.perf_counter()
-        masked = ([mask_mention(q, mention) for q, linked in zip(queries, links, strict=True) for mention in linked]
-                  if rerank else [])
+        masked = (
+            [mask_mention(q, mention) for q, linked in zip(queries, links, strict=True) for mention in linked]
+            if rerank
+            else []
+        )
         vectors = self.encoder.encode([strip_brackets(q) for q in queries] + masked)  # (Q + M, H): one pass
         readings = self._readings(relations, vectors[len(queries) :], links) if relations is not None else []
         vectors = vectors[: len(queries)]  # (Q, H)
         self.observe("embed", time.perf_counter() - start)
         start = time.perf_counter()
-        hits = self.store.search(vectors, max(k, self.rerank_pool) if rerank else k,
-                                 [FactFilter.touching(f) for f in filters])
+        hits = self.store.search(
+            vectors, max(k, self.rerank_pool) if rerank else k, [FactFilter.touching(f) for f in filters]
+        )
         self.observe("search", time.perf_counter() - start)
         results = []
         for i, (query, found, names) in enumerate(zip(queries, hits, filters, strict=True)):
-            scores = (self._rescore(relations, found, links[i], readings[i]) if relations is not None and names
-                      else [h.score for h in found])
+            scores = (
+                self._rescore(relations, found, links[i], readings[i])
+                if relations is not None and names
+                else [h.score for h in found]
+            )
             order = np.argsort(-np.asarray(scores), kind="stable")[:k]
-            results.append(SearchResult(query, self._facts([found[j] for j in order], [scores[j] for j in order]),
-                                        links[i]))
+            results.append(
+                SearchResult(query, self._facts([found[j] for j in order], [scores[j] for j in order]), links[i])
+            )
         return results
 
     def relation_vectors(self, queries: list[str]) -> np.ndarray:
@@ -110,23 +125,35 @@ class Retriever:
         return np.split(log_probs, np.cumsum([len(linked) for linked in links])[:-1])
 
     @staticmethod
-    def _rescore(relations: RelationPrior, found: list[StoredHit], linked: list[LinkedEntity],
-                 log_probs: np.ndarray) -> list[float]:
+    def _rescore(
+        relations: RelationPrior, found: list[StoredHit], linked: list[LinkedEntity], log_probs: np.ndarray
+    ) -> list[float]:
         """cosine + weight * log p(key | question), read about the linked mention the fact touches
         (the best reading when it touches several)."""
         names = [set(m.names) for m in linked]  # once per query, not per candidate (rerank_pool of them)
         scores = []
         for hit in found:
             ends = {hit.payload["subject"], hit.payload["object"]}
-            terms = [relations.log_prob(relation_key(hit.payload, mention), log_probs[j])
-                     for j, mention in enumerate(names) if not ends.isdisjoint(mention)]
+            terms = [
+                relations.log_prob(relation_key(hit.payload, mention), log_probs[j])
+                for j, mention in enumerate(names)
+                if not ends.isdisjoint(mention)
+            ]
             scores.append(hit.score + relations.weight * max(terms))
         return scores
 
     def _facts(self, hits: list[StoredHit], scores: list[float]) -> list[RetrievedFact]:
         priors = softmax_prior(scores, self.tau)
         return [
-            RetrievedFact(id=h.id, subject=h.payload["subject"], relation=h.payload["relation"],
-                          object=h.payload["object"], text=h.payload["text"], cosine=h.score, score=s, prior=p)
+            RetrievedFact(
+                id=h.id,
+                subject=h.payload["subject"],
+                relation=h.payload["relation"],
+                object=h.payload["object"],
+                text=h.payload["text"],
+                cosine=h.score,
+                score=s,
+                prior=p,
+            )
             for h, s, p in zip(hits, scores, priors, strict=True)
         ]

@@ -48,8 +48,15 @@ class RetrieverState:
             if self._store is None:
                 s = self.settings
                 key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
-                store = open_store(url=s.qdrant_url, api_key=key, path=s.data_dir, collection=s.collection,
-                                   dim=self.encoder.dim, shards=s.qdrant_shards, replicas=s.qdrant_replication_factor)
+                store = open_store(
+                    url=s.qdrant_url,
+                    api_key=key,
+                    path=s.data_dir,
+                    collection=s.collection,
+                    dim=self.encoder.dim,
+                    shards=s.qdrant_shards,
+                    replicas=s.qdrant_replication_factor,
+                )
                 self._index_entities(store)
                 self._store = store
         return self._store
@@ -83,13 +90,25 @@ class RetrieverState:
         """The path search over the store, with the fitted chain prior, or without one every one-step chain of
         the stored relations equally likely (cosine decides, as for facts)."""
         prior = self.relations or RelationPrior.uniform(self.entities.relations, self.encoder.dim)
-        return PathSearch(self.encoder, self.store(), self.entities, prior, self.settings.tau,
-                          observe=lambda stage, seconds: self._durations[stage].observe(seconds))
+        return PathSearch(
+            self.encoder,
+            self.store(),
+            self.entities,
+            prior,
+            self.settings.tau,
+            observe=lambda stage, seconds: self._durations[stage].observe(seconds),
+        )
 
     def retriever(self) -> Retriever:
-        return Retriever(self.encoder, self.store(), self.entities, self.settings.tau,
-                         relations=self.relations, rerank_pool=self.settings.rerank_pool,
-                         observe=lambda stage, seconds: self._durations[stage].observe(seconds))
+        return Retriever(
+            self.encoder,
+            self.store(),
+            self.entities,
+            self.settings.tau,
+            relations=self.relations,
+            rerank_pool=self.settings.rerank_pool,
+            observe=lambda stage, seconds: self._durations[stage].observe(seconds),
+        )
 
     def close(self) -> None:
         if self._store is not None:

@@ -75,8 +75,16 @@ class FactStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(*, url: str | None, api_key: str | None, path: Path | None, collection: str, dim: int,
-               shards: int = 1, replicas: int = 1) -> FactStore:
+def open_store(
+    *,
+    url: str | None,
+    api_key: str | None,
+    path: Path | None,
+    collection: str,
+    dim: int,
+    shards: int = 1,
+    replicas: int = 1,
+) -> FactStore:
     """A server store when `url` is set (':memory:' for qdrant-client's local mode), else Qdrant Edge at
     `path`. `shards` and `replicas` shape a new collection on a Qdrant cluster."""
     if url:
@@ -120,14 +128,16 @@ class EdgeStore:
         for field in INDEXED_FIELDS:
             if field not in present:
                 self._shard.update(
-                    self._qe.UpdateOperation.create_field_index(field, self._qe.PayloadSchemaType.Keyword))
+                    self._qe.UpdateOperation.create_field_index(field, self._qe.PayloadSchemaType.Keyword)
+                )
 
     def _filter(self, fact_filter: FactFilter | None):
         return None if fact_filter is None else _build_filter(self._qe, fact_filter)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
-        points = [self._qe.Point(pid, vec, payload)
-                  for pid, vec, payload in zip(ids, vectors.tolist(), payloads, strict=True)]
+        points = [
+            self._qe.Point(pid, vec, payload) for pid, vec, payload in zip(ids, vectors.tolist(), payloads, strict=True)
+        ]
         with self._write_lock:
             self._call(self._shard.update, self._qe.UpdateOperation.upsert_points(points))
 
@@ -195,8 +205,16 @@ class EdgeStore:
 class ServerStore:
     """qdrant-client: a Qdrant server or cluster at `url`, or ':memory:' for the local mode."""
 
-    def __init__(self, url: str, api_key: str | None, collection: str, dim: int, timeout_s: float = 10.0,
-                 shards: int = 1, replicas: int = 1) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        collection: str,
+        dim: int,
+        timeout_s: float = 10.0,
+        shards: int = 1,
+        replicas: int = 1,
+    ) -> None:
         from qdrant_client import QdrantClient, models
 
         self._m = models
@@ -218,7 +236,8 @@ class ServerStore:
         self._client.create_collection(
             self.collection,
             vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE),
-            shard_number=shards, replication_factor=replicas,
+            shard_number=shards,
+            replication_factor=replicas,
             hnsw_config=m.HnswConfigDiff(m=16, ef_construct=128, full_scan_threshold=10_000),
         )
 
@@ -242,8 +261,10 @@ class ServerStore:
             raise StoreError(f"Qdrant ({self.backend}): {exc}") from exc
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
-        points = [self._m.PointStruct(id=pid, vector=vec, payload=payload)
-                  for pid, vec, payload in zip(ids, vectors.tolist(), payloads, strict=True)]
+        points = [
+            self._m.PointStruct(id=pid, vector=vec, payload=payload)
+            for pid, vec, payload in zip(ids, vectors.tolist(), payloads, strict=True)
+        ]
         self._call(self._client.upsert, self.collection, points=points, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -259,8 +280,10 @@ class ServerStore:
 
     def search(self, vectors: np.ndarray, k: int, filters: Sequence[FactFilter | None]) -> list[list[StoredHit]]:
         m = self._m
-        requests = [m.QueryRequest(query=vec, limit=k, filter=self._filter(f), with_payload=True)
-                    for vec, f in zip(vectors.tolist(), filters, strict=True)]
+        requests = [
+            m.QueryRequest(query=vec, limit=k, filter=self._filter(f), with_payload=True)
+            for vec, f in zip(vectors.tolist(), filters, strict=True)
+        ]
         responses = self._call(self._client.query_batch_points, self.collection, requests=requests)
         return [[StoredHit(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
@@ -268,8 +291,12 @@ class ServerStore:
         offset = None
         while True:
             records, offset = self._call(
-                self._client.scroll, self.collection, limit=SCROLL_PAGE, offset=offset,
-                with_payload=NAME_FIELDS, with_vectors=False,
+                self._client.scroll,
+                self.collection,
+                limit=SCROLL_PAGE,
+                offset=offset,
+                with_payload=NAME_FIELDS,
+                with_vectors=False,
             )
             yield from (dict(r.payload or {}) for r in records)
             if offset is None:

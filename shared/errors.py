@@ -79,8 +79,9 @@ FAILURES: dict[str, Failure | Callable[[BaseException], Failure]] = {
     "generator_service.retriever_client.RetrieverUnavailable": Failure(503, "retriever_unavailable", retry_after="1"),
     "generator_service.retriever_client.RetrieverAuthFailed": Failure(502, "retriever_auth_failed"),
     "generator_service.retriever_client.RetrieverRejected": _passed_on,
-    "retriever_service.store.StoreError": Failure(503, "store_unavailable", retry_after="1",
-                                                  message="the fact store is unavailable: {exc}"),
+    "retriever_service.store.StoreError": Failure(
+        503, "store_unavailable", retry_after="1", message="the fact store is unavailable: {exc}"
+    ),
 }
 
 
@@ -106,8 +107,10 @@ class ErrorResponse(BaseModel):
 
 def error_responses(*statuses: int) -> dict[int | str, dict]:
     """OpenAPI `responses` for the error statuses a service can return, all with the shape above."""
-    return {status: {"model": ErrorResponse, "description": ERROR_STATUSES[status][0],
-                     "headers": ERROR_STATUSES[status][1]} for status in statuses}
+    return {
+        status: {"model": ErrorResponse, "description": ERROR_STATUSES[status][0], "headers": ERROR_STATUSES[status][1]}
+        for status in statuses
+    }
 
 
 class ServiceError(Exception):
@@ -123,8 +126,14 @@ def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-def error_response(request_id: str | None, status: int, code: str, message: str,
-                   details: list | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    request_id: str | None,
+    status: int,
+    code: str,
+    message: str,
+    details: list | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details or []}, "request_id": request_id}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -173,13 +182,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        code = {400: "bad_request", 401: "unauthorized", 404: "not_found",
-                405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(request_id_of(request), exc.status_code, code, str(exc.detail),
-                              headers=getattr(exc, "headers", None))
+        code = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        return error_response(
+            request_id_of(request), exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path,
-                      extra={"request_id": request_id_of(request)})
+        log.exception(
+            "unhandled error on %s %s", request.method, request.url.path, extra={"request_id": request_id_of(request)}
+        )
         return error_response(request_id_of(request), 500, "internal_error", "internal error; see the service log")

@@ -60,8 +60,11 @@ class Triple:
     def payload(self) -> dict[str, str]:
         """What the store keeps; a kind is written only when it is not ENTITY (stores from before kinds read the
         same)."""
-        kinds = {f"{end}_kind": kind for end, kind in (("subject", self.subject_kind), ("object", self.object_kind))
-                 if kind != ENTITY}
+        kinds = {
+            f"{end}_kind": kind
+            for end, kind in (("subject", self.subject_kind), ("object", self.object_kind))
+            if kind != ENTITY
+        }
         return {"subject": self.subject, "relation": self.relation, "object": self.object, "text": self.text, **kinds}
 
 
@@ -98,8 +101,12 @@ class Evidence:
     prior: float
 
 
-def candidate_names(documents: list[Evidence], linked: set[str], min_prior: float = MIN_CANDIDATE_PRIOR,
-                    answer_set: set[str] | None = None) -> list[str]:
+def candidate_names(
+    documents: list[Evidence],
+    linked: set[str],
+    min_prior: float = MIN_CANDIDATE_PRIOR,
+    answer_set: set[str] | None = None,
+) -> list[str]:
     """The entity names an answer may be (constrained decoding): the answers the documents offer, best document
     first, from documents whose prior p(d|x) is at least min_prior, without the question's own linked entities
     unless nothing else is left (a KG question rarely answers with the entity it asks about). A document under

@@ -44,8 +44,14 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         prefix = "KGRAG_RETRIEVER_" if self.module.startswith("retriever") else "KGRAG_GENERATOR_"
-        env = {**OPENMP_ENV, **os.environ, "HF_HUB_OFFLINE": "1", f"{prefix}HOST": self.host,
-               f"{prefix}PORT": str(self.port), **self.env}
+        env = {
+            **OPENMP_ENV,
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            f"{prefix}HOST": self.host,
+            f"{prefix}PORT": str(self.port),
+            **self.env,
+        }
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -77,8 +83,9 @@ class ServiceProcess:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m shared.launcher", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m shared.launcher", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--retriever-port", type=int, default=8001)
     p.add_argument("--generator-port", type=int, default=8000)
     p.add_argument("--data-dir", default=os.environ.get("KGRAG_RETRIEVER_DATA_DIR", "var/demo"))
@@ -94,19 +101,30 @@ def _interrupt(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    retriever = ServiceProcess("retriever_service", args.retriever_port, {"KGRAG_RETRIEVER_DATA_DIR": args.data_dir},
-                               args.log_dir / "retriever.log")
+    retriever = ServiceProcess(
+        "retriever_service",
+        args.retriever_port,
+        {"KGRAG_RETRIEVER_DATA_DIR": args.data_dir},
+        args.log_dir / "retriever.log",
+    )
     services = [retriever]
     if not args.no_generator:
-        services.append(ServiceProcess("generator_service", args.generator_port,
-                                       {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url},
-                                       args.log_dir / "generator.log"))
+        services.append(
+            ServiceProcess(
+                "generator_service",
+                args.generator_port,
+                {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url},
+                args.log_dir / "generator.log",
+            )
+        )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         for service in services:
             service.start().wait_ready()
-            print(f"{service.module} ready at {service.url} (docs: {service.url}/docs, log: {service.log_path})",
-                  flush=True)
+            print(
+                f"{service.module} ready at {service.url} (docs: {service.url}/docs, log: {service.log_path})",
+                flush=True,
+            )
         while all(s.proc is not None and s.proc.poll() is None for s in services):
             time.sleep(0.5)
         print("a service exited; stopping the others", file=sys.stderr)

@@ -13,10 +13,21 @@ class Metrics:
 
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry, namespace=service)
-        self.latency = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry, namespace=service)
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+            namespace=service,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+            namespace=service,
+        )
         self.service = service
 
     def histogram(self, name: str, doc: str) -> Histogram:

@@ -62,8 +62,9 @@ class ServiceMiddleware:
                 raise _BodyTooLarge
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
-            response = error_response(request_id, 413, "body_too_large",
-                                      f"request body over the limit of {self.max_body_bytes} bytes")
+            response = error_response(
+                request_id, 413, "body_too_large", f"request body over the limit of {self.max_body_bytes} bytes"
+            )
             await response(scope, receive, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - start, request_id)
@@ -92,9 +93,13 @@ class ConcurrencyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:
-            response = error_response(scope.get("state", {}).get("request_id"), 429, "too_many_requests",
-                                      f"{self.max_in_flight} requests in flight, the limit; retry later",
-                                      headers={"Retry-After": "1"})
+            response = error_response(
+                scope.get("state", {}).get("request_id"),
+                429,
+                "too_many_requests",
+                f"{self.max_in_flight} requests in flight, the limit; retry later",
+                headers={"Retry-After": "1"},
+            )
             await response(scope, receive, send)
             return
         self.in_flight += 1

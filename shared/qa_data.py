@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _BRACKETED = re.compile(r"\[([^\]]+)\]")
-METAQA_DIR = Path(os.environ.get("KGRAG_METAQA_DIR",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data" / "metaqa"))
+METAQA_DIR = Path(
+    os.environ.get("KGRAG_METAQA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "metaqa")
+)
 
 
 @dataclass(frozen=True)

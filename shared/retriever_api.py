@@ -8,11 +8,16 @@ from shared.openapi import NON_BLANK, NON_BLANK_ITEMS, Count, Hops
 
 
 class SearchRequest(BaseModel):
-    query: str = Field(..., min_length=1, json_schema_extra=NON_BLANK,
-                       description="the question; a [bracketed] entity is taken as a hint")
+    query: str = Field(
+        ...,
+        min_length=1,
+        json_schema_extra=NON_BLANK,
+        description="the question; a [bracketed] entity is taken as a hint",
+    )
     k: Count | None = Field(None, description="how many facts (default: the service's default_k)")
     link: StrictBool = Field(
-        True, description="restrict to facts touching linked entities; false is plain dense search")
+        True, description="restrict to facts touching linked entities; false is plain dense search"
+    )
 
 
 class BatchSearchRequest(BaseModel):
@@ -70,8 +75,11 @@ class IngestResponse(BaseModel):
 class DeleteRequest(BaseModel):
     """At least one id or triple (the endpoint checks it; the schema says so with `anyOf`)."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"required": [name], "properties": {name: {"minItems": 1}}} for name in ("ids", "triples")]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [{"required": [name], "properties": {name: {"minItems": 1}}} for name in ("ids", "triples")]
+        }
+    )
     ids: list[str] = Field(default_factory=list, json_schema_extra={"items": {"type": "string", "format": "uuid"}})
     triples: list[TripleIn] = Field(default_factory=list)
 
@@ -93,8 +101,12 @@ class PathOptions(BaseModel):
 
 
 class PathSearchRequest(PathOptions):
-    query: str = Field(..., min_length=1, json_schema_extra=NON_BLANK,
-                       description="the question; a [bracketed] entity is taken as a hint")
+    query: str = Field(
+        ...,
+        min_length=1,
+        json_schema_extra=NON_BLANK,
+        description="the question; a [bracketed] entity is taken as a hint",
+    )
 
 
 class BatchPathSearchRequest(PathOptions):
@@ -163,8 +175,11 @@ class PathSearchResponse(BaseModel):
     linked: list[LinkedEntityOut]
     paths: list[PathOut] = Field(..., description="the documents: the k best paths, best first")
     chains: list[ChainOut] = Field(..., description="grounded chains, most probable first")
-    answers: list[AnswerOut] = Field(..., description="the answer set: every entity whose probability passes "
-                                     "answer_threshold (at least the best one), best first; empty when abstaining")
+    answers: list[AnswerOut] = Field(
+        ...,
+        description="the answer set: every entity whose probability passes "
+        "answer_threshold (at least the best one), best first; empty when abstaining",
+    )
     support: float = Field(..., description="the chain prior's mass on the grounded chains of the best mention")
     answer_threshold: float
     abstain_threshold: float

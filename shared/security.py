@@ -41,9 +41,13 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = scope.get("state", {}).get("request_id")
-        response = error_response(request_id, 401, "unauthorized",
-                                  "missing or wrong API key (Authorization: Bearer ...)",
-                                  headers={"WWW-Authenticate": "Bearer"})
+        response = error_response(
+            request_id,
+            401,
+            "unauthorized",
+            "missing or wrong API key (Authorization: Bearer ...)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
         await response(scope, receive, send)
 
 
@@ -56,8 +60,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_deployment(environment: str, host: str, api_key: SecretStr | None,
-                     upstreams: dict[str, tuple[str | None, SecretStr | None]]) -> None:
+def check_deployment(
+    environment: str, host: str, api_key: SecretStr | None, upstreams: dict[str, tuple[str | None, SecretStr | None]]
+) -> None:
     """Outside `development`: refuse to listen beyond loopback without a key, a short key, or a key
     sent to an upstream (Qdrant, the retriever) over plain http on another host."""
     if environment == "development":
@@ -72,5 +77,8 @@ def check_deployment(environment: str, host: str, api_key: SecretStr | None,
         if key is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname or ""):
             problems.append(f"the {name} API key would travel in clear text to {url}")
     if problems:
-        raise UnsafeSettings(f"unsafe settings for environment {environment!r}: " + "; ".join(problems)
-                             + " (set the environment to 'development' to allow them)")
+        raise UnsafeSettings(
+            f"unsafe settings for environment {environment!r}: "
+            + "; ".join(problems)
+            + " (set the environment to 'development' to allow them)"
+        )

@@ -10,14 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 from generator_service.batching import Batcher
 
 
-def _batcher(executor: ThreadPoolExecutor, sizes: list[int], wait_s: float, max_items: int = 8,
-             max_rows: int = 64) -> Batcher[str, str]:
+def _batcher(
+    executor: ThreadPoolExecutor, sizes: list[int], wait_s: float, max_items: int = 8, max_rows: int = 64
+) -> Batcher[str, str]:
     def run_batch(items: list[str]) -> list[str]:
         sizes.append(len(items))
         return [item.upper() for item in items]
 
-    return Batcher(run_batch, _rows, executor=executor, queue_size=16, max_items=max_items, max_rows=max_rows,
-                   wait_s=wait_s)
+    return Batcher(
+        run_batch, _rows, executor=executor, queue_size=16, max_items=max_items, max_rows=max_rows, wait_s=wait_s
+    )
 
 
 def _rows(item: str) -> int:
@@ -33,8 +35,9 @@ async def _request(batcher: Batcher[str, str], item: str, retrieval_s: float) ->
     return outcome.result
 
 
-def _scenario(wait_s: float, retrieval_s: list[float], max_items: int = 8, max_rows: int = 64,
-              rows: list[int] | None = None) -> tuple[list[str], list[int], list[float]]:
+def _scenario(
+    wait_s: float, retrieval_s: list[float], max_items: int = 8, max_rows: int = 64, rows: list[int] | None = None
+) -> tuple[list[str], list[int], list[float]]:
     """Requests whose retrievals take retrieval_s (and of `rows` rows, 1 by default); their answers, the batch
     sizes and the seconds after which each request had its answer."""
     sizes: list[int] = []

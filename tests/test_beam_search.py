@@ -35,13 +35,20 @@ def test_beams_keep_the_best_extensions():
     for _ in range(4):
         logprobs = torch.randn(len(beams.tokens), 6, dtype=torch.float64).log_softmax(-1)  # (A, V)
         before = list(zip(beams.tokens, beams.scores, strict=True))
-        extensions = sorted(((score + float(logprobs[a, v]), tokens + [v])
-                             for a, (tokens, score) in enumerate(before) for v in range(6)), reverse=True)[:3]
+        extensions = sorted(
+            (
+                (score + float(logprobs[a, v]), tokens + [v])
+                for a, (tokens, score) in enumerate(before)
+                for v in range(6)
+            ),
+            reverse=True,
+        )[:3]
         step = beams.advance(logprobs, None)
         assert beams.tokens == [tokens for _, tokens in extensions]
         assert beams.scores == pytest.approx([score for score, _ in extensions])
-        assert [before[p][0] + [t]
-                for p, t in zip(step.parents.tolist(), step.tokens.tolist(), strict=True)] == beams.tokens
+        assert [
+            before[p][0] + [t] for p, t in zip(step.parents.tolist(), step.tokens.tolist(), strict=True)
+        ] == beams.tokens
 
 
 def test_a_stop_token_finishes_a_hypothesis_only_among_the_first_width():

@@ -54,16 +54,22 @@ async def _overload() -> tuple[list[int], httpx.Response, int, int]:
 def test_refuses_beyond_the_limit_then_recovers():
     done, refused, health, after = asyncio.run(_overload())
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
-    assert refused.json() == {"error": {"code": "too_many_requests", "message": refused.json()["error"]["message"],
-                                        "details": []}, "request_id": "over"}
+    assert refused.json() == {
+        "error": {"code": "too_many_requests", "message": refused.json()["error"]["message"], "details": []},
+        "request_id": "over",
+    }
     assert refused.headers["x-request-id"] == "over"
     assert health == 200 and done == [200, 200] and after == 200
 
 
-@pytest.mark.parametrize("app", [
-    lambda: create_retriever_app(RetrieverSettings(qdrant_url=":memory:", max_in_flight=3)),
-    lambda: create_generator_app(GeneratorSettings(max_in_flight=3)),
-], ids=["retriever", "generator"])
+@pytest.mark.parametrize(
+    "app",
+    [
+        lambda: create_retriever_app(RetrieverSettings(qdrant_url=":memory:", max_in_flight=3)),
+        lambda: create_generator_app(GeneratorSettings(max_in_flight=3)),
+    ],
+    ids=["retriever", "generator"],
+)
 def test_both_services_install_it_from_their_settings(app):
     [limit] = [m for m in app().user_middleware if m.cls is ConcurrencyLimitMiddleware]
     assert limit.kwargs == {"max_in_flight": 3}

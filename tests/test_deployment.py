@@ -26,7 +26,7 @@ def test_every_kgrag_variable_is_a_setting():
             prefix = next((p for p in PREFIXES if var.startswith(p)), None)
             assert prefix or var in OTHER_VARS, f"{name}: {var}"
             if prefix:
-                assert var[len(prefix):].lower() in PREFIXES[prefix].model_fields, f"{name}: {var}"
+                assert var[len(prefix) :].lower() in PREFIXES[prefix].model_fields, f"{name}: {var}"
 
 
 def test_same_processes_and_ports_as_the_launcher():
@@ -35,7 +35,10 @@ def test_same_processes_and_ports_as_the_launcher():
     assert SERVICES["generator"]["command"] == ["python", "-m", "generator_service"]
     assert SERVICES["retriever"]["environment"]["KGRAG_RETRIEVER_PORT"] == str(args.retriever_port)
     assert SERVICES["generator"]["environment"]["KGRAG_GENERATOR_PORT"] == str(args.generator_port)
-    assert SERVICES["generator"]["environment"]["KGRAG_GENERATOR_RETRIEVER_URL"] == f"http://retriever:{args.retriever_port}"
+    assert (
+        SERVICES["generator"]["environment"]["KGRAG_GENERATOR_RETRIEVER_URL"]
+        == f"http://retriever:{args.retriever_port}"
+    )
     assert RetrieverSettings().port == args.retriever_port and GeneratorSettings().port == args.generator_port
 
 

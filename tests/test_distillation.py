@@ -44,14 +44,21 @@ DEV = [  # qtype, question, answers
     ("movie_to_year", "when was [Forrest Gump] released", "1994"),
     ("movie_to_director", "who directed [Forrest Gump]", "Robert Zemeckis"),  # a duplicate
 ]
-TEST = [("movie_to_director", "who is the director of [Up]", "Pete Docter"),
-        ("director_to_movie", "what did [Spike Jonze] direct", "Her")]
-DEV_2HOP = [("actor_to_movie_to_director", "who directed the movies starred by [Tom Hanks]",
-             "Robert Zemeckis|Penny Marshall"),
-            ("director_to_movie_to_language", "what language are the films directed by [Jean-Pierre Jeunet] in",
-             "French")]
-TEST_2HOP = [("actor_to_movie_to_director", "the films starred by [Tom Hanks] were directed by who",
-              "Robert Zemeckis|Penny Marshall")]
+TEST = [
+    ("movie_to_director", "who is the director of [Up]", "Pete Docter"),
+    ("director_to_movie", "what did [Spike Jonze] direct", "Her"),
+]
+DEV_2HOP = [
+    ("actor_to_movie_to_director", "who directed the movies starred by [Tom Hanks]", "Robert Zemeckis|Penny Marshall"),
+    ("director_to_movie_to_language", "what language are the films directed by [Jean-Pierre Jeunet] in", "French"),
+]
+TEST_2HOP = [
+    (
+        "actor_to_movie_to_director",
+        "the films starred by [Tom Hanks] were directed by who",
+        "Robert Zemeckis|Penny Marshall",
+    )
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,11 +82,15 @@ def metaqa_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def retriever(encoder, tmp_path_factory, metaqa_dir):
     """The path search over the movies KG, its chain prior fitted on the dev questions (as the service answers)."""
-    state = RetrieverState(settings=RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("r")),
-                           encoder=encoder, metrics=Metrics("test_distillation"))
+    state = RetrieverState(
+        settings=RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("r")),
+        encoder=encoder,
+        metrics=Metrics("test_distillation"),
+    )
     ingest_triples(read_triples(MOVIES), encoder=encoder, store=state.store(), entities=state.entities)
-    state.relations, _ = fit_for_store(state.path_search(), [metaqa_dir / "1-hop" / "dev.txt",
-                                                            metaqa_dir / "2-hop" / "dev.txt"], max_eval=30)
+    state.relations, _ = fit_for_store(
+        state.path_search(), [metaqa_dir / "1-hop" / "dev.txt", metaqa_dir / "2-hop" / "dev.txt"], max_eval=30
+    )
     yield path_retriever(state)
     state.close()
 
@@ -99,16 +110,35 @@ def tiny_base(tmp_path_factory) -> Path:
 
 def tiny_config(root: Path, metaqa_dir: Path, base: Path, *extra: str) -> DistillConfig:
     small = ["steps=6", "batch_size=3", "grad_accum=2", "lr=3e-3", "warmup_steps=1", "checkpoint_every=2"]
-    return load_config("cpu", None, [
-        f"run_dir={root / 'run'}", f"teacher_base={base}", f"teacher_dir={root / 'models/teacher'}",
-        f"student_dir={root / 'models/student'}", f"results_dir={root / 'results'}", f"lm_cache_dir={root / 'cache'}",
-        "device=cpu", f"data.metaqa_dir={metaqa_dir}", f"data.kg_files={json.dumps([str(MOVIES)])}",
-        "data.max_template_questions=30", "data.retriever_url=:memory:", "data.top_k=3", "data.hops=[1, 2]",
-        "data.chain_questions=10", "eval.hops=[1, 2]",
-        *[f"teacher.{s}" for s in small], *[f"student.train.{s}" for s in small], "student.num_layers=2",
-        "eval.max_questions=null", "eval.max_dev_questions=null", "eval.latency_questions=4", "eval.batch_size=2",
-        *extra,
-    ])
+    return load_config(
+        "cpu",
+        None,
+        [
+            f"run_dir={root / 'run'}",
+            f"teacher_base={base}",
+            f"teacher_dir={root / 'models/teacher'}",
+            f"student_dir={root / 'models/student'}",
+            f"results_dir={root / 'results'}",
+            f"lm_cache_dir={root / 'cache'}",
+            "device=cpu",
+            f"data.metaqa_dir={metaqa_dir}",
+            f"data.kg_files={json.dumps([str(MOVIES)])}",
+            "data.max_template_questions=30",
+            "data.retriever_url=:memory:",
+            "data.top_k=3",
+            "data.hops=[1, 2]",
+            "data.chain_questions=10",
+            "eval.hops=[1, 2]",
+            *[f"teacher.{s}" for s in small],
+            *[f"student.train.{s}" for s in small],
+            "student.num_layers=2",
+            "eval.max_questions=null",
+            "eval.max_dev_questions=null",
+            "eval.latency_questions=4",
+            "eval.batch_size=2",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +166,11 @@ def examples(data_run) -> list[Example]:
 
 def test_config_defaults_profile_file_and_overrides(tmp_path):
     (tmp_path / "c.toml").write_text('seed = 3\n[student]\ndivergence = "reverse"\n[student.train]\nlr = 1\n')
-    config = load_config("gpu", tmp_path / "c.toml", ["student.train.lr=0.5", "eval.max_questions=10",
-                                                      'eval.splits=["test"]', "data.kg_files=demo"])
+    config = load_config(
+        "gpu",
+        tmp_path / "c.toml",
+        ["student.train.lr=0.5", "eval.max_questions=10", 'eval.splits=["test"]', "data.kg_files=demo"],
+    )
     assert (config.seed, config.student.divergence, config.student.train.lr) == (3, "reverse", 0.5)
     assert config.teacher.batch_size == 32 and config.eval.max_questions == 10 and config.eval.splits == ["test"]
     assert config.data.kg_files == ["demo"] and load_config().teacher.batch_size == 8
@@ -149,8 +182,16 @@ def test_config_defaults_profile_file_and_overrides(tmp_path):
 
 
 def test_config_enumerations_ranges_help_and_saved_files(tmp_path, capsys):
-    for bad in (["student.jsd_beta=1"], ["student.alpha=1.5"], ['eval.splits=["train"]'], ["eval.mode=beam"],
-                ['eval.measure=["speed"]'], ["teacher.steps=0"], ["eval.dtype=float16"], ["torch_threads=0"]):
+    for bad in (
+        ["student.jsd_beta=1"],
+        ["student.alpha=1.5"],
+        ['eval.splits=["train"]'],
+        ["eval.mode=beam"],
+        ['eval.measure=["speed"]'],
+        ["teacher.steps=0"],
+        ["eval.dtype=float16"],
+        ["torch_threads=0"],
+    ):
         with pytest.raises(ValueError):
             load_config("cpu", None, bad)
     config = load_config("gpu", None, ["student.train.lr=0.5", "teacher.bf16=true", "data.mix_with=a.jsonl"])
@@ -171,23 +212,37 @@ def test_config_enumerations_ranges_help_and_saved_files(tmp_path, capsys):
 
 def _leaves(tree: dict, section: str = "") -> list[tuple[str, str]]:
     """(section, key) of every leaf of a nested dict."""
-    return [pair for key, value in tree.items() for pair in (
-        _leaves(value, f"{section}.{key}".lstrip(".")) if isinstance(value, dict) else [(section, key)])]
+    return [
+        pair
+        for key, value in tree.items()
+        for pair in (_leaves(value, f"{section}.{key}".lstrip(".")) if isinstance(value, dict) else [(section, key)])
+    ]
 
 
 def test_score_counts_hits_after_folding_and_exact_matches_as_written():
-    examples = [Example("who directed Forrest Gump", ["Robert Zemeckis"], "movie_to_director", "test"),
-                Example("what did Tom Hanks act in", ["Big", "Cast Away"], "actor_to_movie", "test"),
-                Example("what did Spike Jonze act in", ["Her"], "actor_to_movie", "test")]
+    examples = [
+        Example("who directed Forrest Gump", ["Robert Zemeckis"], "movie_to_director", "test"),
+        Example("what did Tom Hanks act in", ["Big", "Cast Away"], "actor_to_movie", "test"),
+        Example("what did Spike Jonze act in", ["Her"], "actor_to_movie", "test"),
+    ]
     scored = score(examples, ["robert zemeckis", "Cast Away ", "Up"])
-    assert scored == {"questions": 3, "hits@1": 2 / 3, "exact_match": 1 / 3, "by_qtype": {
-        "actor_to_movie": {"questions": 2, "hits@1": 1 / 2, "exact_match": 1 / 2},
-        "movie_to_director": {"questions": 1, "hits@1": 1.0, "exact_match": 0.0}}}
+    assert scored == {
+        "questions": 3,
+        "hits@1": 2 / 3,
+        "exact_match": 1 / 3,
+        "by_qtype": {
+            "actor_to_movie": {"questions": 2, "hits@1": 1 / 2, "exact_match": 1 / 2},
+            "movie_to_director": {"questions": 1, "hits@1": 1.0, "exact_match": 0.0},
+        },
+    }
 
 
 def test_templates_both_directions_and_generic_fallback():
-    triples = [Triple("Up", "directed_by", "Pete Docter"), Triple("France", "capital", "Paris"),
-               Triple("France", "also known as", "French Republic")]
+    triples = [
+        Triple("Up", "directed_by", "Pete Docter"),
+        Triple("France", "capital", "Paris"),
+        Triple("France", "also known as", "French Republic"),
+    ]
     questions = template_questions(triples, limit=100, phrasings=2, max_answers=5, rng=random.Random(0))
     by_type = {q.qtype: q for q in questions}
     assert set(by_type) == {"movie_to_director", "director_to_movie", "capital (forward)", "capital (inverse)"}
@@ -271,8 +326,10 @@ def test_distillation_loss_parts():
     assert float(same["per_fact"]) < 1e-6 and float(same["marginal"]) < 1e-6
     torch.testing.assert_close(same["loss"], 0.5 * same["nll"])
     per_doc = logits.log_softmax(-1).gather(-1, targets[:, None, :, None].expand(-1, 3, -1, -1))[..., 0]  # (B, K, T)
-    brute = [-torch.log(sum(log_priors[b, k].exp() * per_doc[b, k][target_mask[b]].sum().exp() for k in range(3)))
-             for b in range(2)]
+    brute = [
+        -torch.log(sum(log_priors[b, k].exp() * per_doc[b, k][target_mask[b]].sum().exp() for k in range(3)))
+        for b in range(2)
+    ]
     torch.testing.assert_close(rag_nll(per_doc, target_mask, log_priors), torch.stack(brute))
     for name in ("forward", "reverse", "jsd"):
         kwargs = dict(alpha=0.7, temperature=1.5, divergence_name=name)
@@ -299,8 +356,15 @@ def test_student_copies_evenly_spaced_teacher_layers(tiny_base):
 def test_teacher_loss_falls(data_run, examples, tiny_base, tmp_path):
     config = tiny_config(tmp_path, data_run[0].data.metaqa_dir, tiny_base, "teacher.steps=16", "teacher.lr=1e-2")
     lm = load_causal_lm(tiny_base, cache_dir=tmp_path, dtype="float32", device="cpu")
-    report = train(lm.model, teacher_objective(FactScorer(lm.model, lm.tokenizer)), examples, config.teacher,
-                   out_dir=tmp_path / "teacher", config=config, desc="teacher")
+    report = train(
+        lm.model,
+        teacher_objective(FactScorer(lm.model, lm.tokenizer)),
+        examples,
+        config.teacher,
+        out_dir=tmp_path / "teacher",
+        config=config,
+        desc="teacher",
+    )
     losses = [row["loss"] for row in read_log(tmp_path / "teacher" / "log.jsonl")]
     assert len(losses) == 16 and sum(losses[-4:]) < 0.5 * sum(losses[:4]) and report.final_loss < report.first_loss
 
@@ -327,13 +391,15 @@ def test_killed_run_resumes_to_the_same_weights(data_run, examples, tiny_base, t
         train(killed, dies_in_step_4, examples, config.teacher, out_dir=tmp_path / "resumed", config=config, desc="x")
     assert [p.name for p in sorted((tmp_path / "resumed" / "checkpoints").glob("step-*"))] == ["step-000002"]
     resumed, resumed_loss = fresh()
-    report = train(resumed, resumed_loss, examples, config.teacher, out_dir=tmp_path / "resumed", config=config,
-                   desc="resumed")
+    report = train(
+        resumed, resumed_loss, examples, config.teacher, out_dir=tmp_path / "resumed", config=config, desc="resumed"
+    )
     assert report.resumed_from == 2
     for (name, p), (_, q) in zip(whole.named_parameters(), resumed.named_parameters(), strict=True):
         assert torch.equal(p, q), name
-    assert [r["loss"] for r in read_log(tmp_path / "whole" / "log.jsonl")] == \
-           [r["loss"] for r in read_log(tmp_path / "resumed" / "log.jsonl")]
+    assert [r["loss"] for r in read_log(tmp_path / "whole" / "log.jsonl")] == [
+        r["loss"] for r in read_log(tmp_path / "resumed" / "log.jsonl")
+    ]
 
 
 def test_student_objective_uses_the_frozen_teacher(data_run, examples, tiny_base, tmp_path):
@@ -365,19 +431,28 @@ def test_all_steps_end_to_end(tmp_path, metaqa_dir, tiny_base, retriever):
         assert all((c / "distillation_config.json").is_file() for c in checkpoints)
     result = json.loads((tmp_path / "results" / "distillation.json").read_text())
     assert {(r["model"], r["split"], r["hops"]) for r in result["rows"]} == {
-        (m, s, h) for m in ("base", "teacher", "student") for s in ("test", "dev") for h in (1, 2)}
+        (m, s, h) for m in ("base", "teacher", "student") for s in ("test", "dev") for h in (1, 2)
+    }
     sources = {"base": tiny_base, "teacher": tmp_path / "models/teacher", "student": tmp_path / "models/student"}
-    generators = {name: RagGenerator(load_causal_lm(source, cache_dir=tmp_path / "cache", dtype=config.eval.dtype,
-                                                    device=config.device)) for name, source in sources.items()}
+    generators = {
+        name: RagGenerator(
+            load_causal_lm(source, cache_dir=tmp_path / "cache", dtype=config.eval.dtype, device=config.device)
+        )
+        for name, source in sources.items()
+    }
     for row in result["rows"]:  # each row's figures: its model's answers to its split's stored questions, scored
         examples = read_examples(Path(config.run_dir) / "eval" / f"{row['split']}-{row['hops']}hop.jsonl")
         predictions, _ = answer(generators[row["model"]], examples, config.eval)
-        assert {key: row[key] for key in ("questions", "hits@1", "exact_match", "by_qtype")} == score(examples,
-                                                                                                    predictions)
+        assert {key: row[key] for key in ("questions", "hits@1", "exact_match", "by_qtype")} == score(
+            examples, predictions
+        )
     latency = {name: timing["ms_per_answer"] for name, timing in result["latency"].items()}
     by_hops = {name: timing["by_hops"] for name, timing in result["latency"].items()}
-    assert all(r["latency_ms_per_answer"] == by_hops[r["model"]][str(r["hops"])] > 0
-               for r in result["rows"] if r["split"] == "test")
+    assert all(
+        r["latency_ms_per_answer"] == by_hops[r["model"]][str(r["hops"])] > 0
+        for r in result["rows"]
+        if r["split"] == "test"
+    )
     assert all(latency[name] > 0 for name in latency)
     assert {r["split"] for r in result["rows"] if "latency_ms_per_answer" in r} == {"test"}  # dev is not timed
     assert len({timing["run"] for timing in result["latency"].values()}) == 1
@@ -387,17 +462,27 @@ def test_all_steps_end_to_end(tmp_path, metaqa_dir, tiny_base, retriever):
     assert (Path(config.run_dir) / "eval" / "metrics.json").is_file()
     examples, _ = training_examples(config, FactScorer(None, lm.tokenizer), 24)
     assert examples and all(e.source in ("template", "chain", "metaqa/1-hop/dev", "metaqa/2-hop/dev") for e in examples)
-    further = tiny_config(tmp_path, metaqa_dir, tiny_base, f"student.init_from={tmp_path / 'models/student'}",
-                          f"student_dir={tmp_path / 'models/further'}", "student.train.resume=false",
-                          "student.num_layers=1")  # ignored: the starting student has 2 layers
+    further = tiny_config(
+        tmp_path,
+        metaqa_dir,
+        tiny_base,
+        f"student.init_from={tmp_path / 'models/student'}",
+        f"student_dir={tmp_path / 'models/further'}",
+        "student.train.resume=false",
+        "student.num_layers=1",
+    )  # ignored: the starting student has 2 layers
     run("student", further, retriever)
     lm = load_causal_lm(tmp_path / "models/further", cache_dir=tmp_path / "cache", device="cpu")
     assert lm.model.config.num_hidden_layers == 2
-    assert (f"initialised from the student `{tmp_path / 'models/student'}`"
-            in (tmp_path / "models/further/README.md").read_text())
-    again = tiny_config(tmp_path, metaqa_dir, tiny_base, 'eval.models=["student"]', 'eval.measure=["accuracy"]',
-                        'eval.splits=["test"]')
+    assert (
+        f"initialised from the student `{tmp_path / 'models/student'}`"
+        in (tmp_path / "models/further/README.md").read_text()
+    )
+    again = tiny_config(
+        tmp_path, metaqa_dir, tiny_base, 'eval.models=["student"]', 'eval.measure=["accuracy"]', 'eval.splits=["test"]'
+    )
     merged = run_evaluate(again, retriever)  # one model's accuracy again: the other rows and timings are kept
     assert [(r["model"], r["split"], r["hops"]) for r in merged["rows"]] == [
-        (r["model"], r["split"], r["hops"]) for r in result["rows"]]
+        (r["model"], r["split"], r["hops"]) for r in result["rows"]
+    ]
     assert merged["latency"] == result["latency"] and merged["student_speedup"] == result["student_speedup"]

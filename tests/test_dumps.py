@@ -39,8 +39,12 @@ def test_compression_suffixes():
     assert split_compression(CASES.with_name("x.nt.bz2")) == (".nt", "bz2")
     assert split_compression(CASES.with_name("x.ttl.gz")) == (".ttl", "gzip")
     assert split_compression(CASES.with_name("x.nq")) == (".nq", None)
-    assert [detect_format(CASES.with_name(n)) for n in ("a.nt.bz2", "a.nq.gz", "a.txt.xz", "a.ttl")] == \
-        ["nt", "nq", "pipe", "ttl"]
+    assert [detect_format(CASES.with_name(n)) for n in ("a.nt.bz2", "a.nq.gz", "a.txt.xz", "a.ttl")] == [
+        "nt",
+        "nq",
+        "pipe",
+        "ttl",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["bz2", "gz", "xz"])
@@ -89,7 +93,7 @@ def test_line_per_triple_turtle_streams_and_other_turtle_is_parsed_whole(tmp_pat
 
 def test_blank_nodes_keep_their_labels(tmp_path):
     path = tmp_path / "b.nt"
-    path.write_text('_:b1 <http://example.org/p> <http://example.org/X> .\n')
+    path.write_text("_:b1 <http://example.org/p> <http://example.org/X> .\n")
     first, second = list(read_triples(path)), list(read_triples(path))
     assert first == second and first[0].subject == "blank node b1" and first[0].subject_kind == "node"
 
@@ -106,7 +110,7 @@ def test_reading_on_from_any_mark_gives_exactly_the_rest(tmp_path, name):
         given = list(itertools.islice(iter(reader), k))
         rest = list(KgReader([path], marks=reader.marks))
         assert given == full[:k]
-        assert rest == full[len(full) - len(rest):] and len(rest) >= len(full) - k, k
+        assert rest == full[len(full) - len(rest) :] and len(rest) >= len(full) - k, k
         rests.append(len(rest))
     assert rests == sorted(rests, reverse=True) and rests[-1] < len(full) // 2  # marks move on, block by block
 
@@ -117,8 +121,10 @@ def test_progress_counts_compressed_bytes(tmp_path):
     assert reader.bytes_read == 0
     seen = [reader.bytes_read for _ in reader]
     assert seen == sorted(seen) and reader.bytes_read == reader.total_bytes
-    assert reader.marks == [InputMark(reader.marks[0].line, reader.marks[0].offset, True),
-                            InputMark(reader.marks[1].line, reader.marks[1].offset, True)]
+    assert reader.marks == [
+        InputMark(reader.marks[0].line, reader.marks[0].offset, True),
+        InputMark(reader.marks[1].line, reader.marks[1].offset, True),
+    ]
 
 
 def test_dump_lines_resume_at_an_offset(tmp_path):

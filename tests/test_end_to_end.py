@@ -21,15 +21,22 @@ QUESTION = {"question": "What is the capital of France?", "k": 5}
 def services(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo")
     logs = tmp_path_factory.mktemp("logs")
-    subprocess.run([sys.executable, "-m", "retriever_service.ingest_cli", "--data-dir", str(data), "demo"],
-                   check=True, capture_output=True, timeout=600)
-    retriever = ServiceProcess("retriever_service", 18501, {"KGRAG_RETRIEVER_DATA_DIR": str(data)},
-                               logs / "retriever.log").start()
+    subprocess.run(
+        [sys.executable, "-m", "retriever_service.ingest_cli", "--data-dir", str(data), "demo"],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    retriever = ServiceProcess(
+        "retriever_service", 18501, {"KGRAG_RETRIEVER_DATA_DIR": str(data)}, logs / "retriever.log"
+    ).start()
     retriever.wait_ready()
-    generator = ServiceProcess("generator_service", 18500,
-                               {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url,
-                                "KGRAG_GENERATOR_RETRIEVER_READ_TIMEOUT_S": "5"},
-                               logs / "generator.log").start()
+    generator = ServiceProcess(
+        "generator_service",
+        18500,
+        {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url, "KGRAG_GENERATOR_RETRIEVER_READ_TIMEOUT_S": "5"},
+        logs / "generator.log",
+    ).start()
     generator.wait_ready(timeout_s=300)
     yield retriever, generator
     generator.stop()
@@ -48,8 +55,17 @@ def test_capital_of_france_over_http(services):
     assert r.headers["x-request-id"]
 
 
-GERMANY_NEIGHBOURS = {"Austria", "Belgium", "Czech Republic", "Denmark", "France", "Luxembourg", "Netherlands",
-                      "Poland", "Switzerland"}
+GERMANY_NEIGHBOURS = {
+    "Austria",
+    "Belgium",
+    "Czech Republic",
+    "Denmark",
+    "France",
+    "Luxembourg",
+    "Netherlands",
+    "Poland",
+    "Switzerland",
+}
 
 
 def test_chain_list_and_not_in_the_graph_questions_over_http(services):
@@ -66,8 +82,9 @@ def test_chain_list_and_not_in_the_graph_questions_over_http(services):
     top = max(chain["paths"], key=lambda p: p["posterior"])
     assert [s["entity"] for s in top["steps"]] == ["Japan", "Tokyo"] and top["chain"] == "currency^-1/capital"
     neighbours = ask("Which countries border Germany?")
-    assert ({a["name"] for a in neighbours["answers"]} == GERMANY_NEIGHBOURS
-            and neighbours["answer"] in GERMANY_NEIGHBOURS)
+    assert {a["name"] for a in neighbours["answers"]} == GERMANY_NEIGHBOURS and neighbours[
+        "answer"
+    ] in GERMANY_NEIGHBOURS
     absent = ask("Who is the president of France?")
     assert absent["answer"] is None and absent["answers"] == [] and "France" in absent["note"]
 

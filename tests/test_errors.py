@@ -26,8 +26,13 @@ RAISED = {  # each typed failure, and the status, code, Retry-After and message 
     "malformed": (RetrieverMalformed("odd"), 503, "retriever_unavailable", "1", "odd"),  # as its base
     "auth": (RetrieverAuthFailed("key"), 502, "retriever_auth_failed", None, "key"),
     "rejected": (RetrieverRejected(422, "k_out_of_range", "retriever: k"), 422, "k_out_of_range", None, "retriever: k"),
-    "busy": (RetrieverRejected(429, "too_many_requests", "retriever: busy", "7"), 429, "too_many_requests", "7",
-             "retriever: busy"),
+    "busy": (
+        RetrieverRejected(429, "too_many_requests", "retriever: busy", "7"),
+        429,
+        "too_many_requests",
+        "7",
+        "retriever: busy",
+    ),
     "store": (StoreError("gone"), 503, "store_unavailable", "1", "the fact store is unavailable: gone"),
 }
 

@@ -70,8 +70,9 @@ def test_start_batch_equals_each_question_alone(scorer):
     questions = [QUESTION, "Where was Tom Hanks born?", "Capital?"]
     facts = [FACTS, FACTS[3:], FACTS[1:3]]
     state = scorer.start_batch(questions, facts)
-    alone = torch.cat([scorer.start(q, question_facts).hidden
-                       for q, question_facts in zip(questions, facts, strict=True)])
+    alone = torch.cat(
+        [scorer.start(q, question_facts).hidden for q, question_facts in zip(questions, facts, strict=True)]
+    )
     torch.testing.assert_close(scorer.logprobs(state.hidden), scorer.logprobs(alone), atol=1e-4, rtol=0)
     stepped = scorer.step(state, torch.arange(state.hidden.shape[0]) + 5)  # one step on rows of different lengths
     prompt = scorer.build_prompt(questions[1], facts[1])
@@ -185,8 +186,12 @@ def test_load_model_directory(scorer, tmp_path):
     assert not lm.model.training
     assert lm.tokenizer("Paris").input_ids == scorer.tokenizer("Paris").input_ids
     reloaded = FactScorer(lm.model, lm.tokenizer)
-    torch.testing.assert_close(reloaded.logprobs(reloaded.start(QUESTION, FACTS).hidden),
-                               scorer.logprobs(scorer.start(QUESTION, FACTS).hidden), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        reloaded.logprobs(reloaded.start(QUESTION, FACTS).hidden),
+        scorer.logprobs(scorer.start(QUESTION, FACTS).hidden),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_load_errors_are_wrapped_and_leave_no_cache(tmp_path):

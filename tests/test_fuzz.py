@@ -32,16 +32,29 @@ FACTS = [
     {"subject": "France", "relation": "borders", "object": "Spain"},
 ]
 HEALTH_OPERATIONS = ("GET /healthz", "GET /readyz", "GET /metrics")
-RETRIEVER_OPERATIONS = {"POST /v1/search", "POST /v1/search/batch", "POST /v1/facts", "DELETE /v1/facts",
-                        "GET /v1/stats", *HEALTH_OPERATIONS}
+RETRIEVER_OPERATIONS = {
+    "POST /v1/search",
+    "POST /v1/search/batch",
+    "POST /v1/facts",
+    "DELETE /v1/facts",
+    "GET /v1/stats",
+    *HEALTH_OPERATIONS,
+}
 GENERATOR_OPERATIONS = {"POST /v1/answer", "POST /v1/answer/batch", "POST /v1/score", *HEALTH_OPERATIONS}
 COMMON = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 FAST = settings(max_examples=6, **COMMON)
 THOROUGH = settings(max_examples=60, **COMMON)  # keeps `make test-slow` under 10 minutes
 # schemathesis' default statuses for rejected invalid data, and 413: a list over its maxItems can be
 # over the body-size limit too, which the middleware checks first
-CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": [
-    400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx"]}}})
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "checks": {
+            "negative_data_rejection": {
+                "expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx"]
+            }
+        }
+    }
+)
 
 
 def _retriever_app(tmp_path_factory, encoder):
@@ -63,10 +76,20 @@ def generator_api(tmp_path_factory, encoder):
     """Small limits keep each generated request cheap; the limits themselves are fuzzed all the same."""
     with TestClient(_retriever_app(tmp_path_factory, encoder)) as retriever:
         assert retriever.post("/v1/facts", json={"facts": FACTS}).status_code == 200
-        limits = GeneratorSettings(torch_threads=1, batch_wait_ms=0, max_k=4, default_k=2, max_new_tokens=4,
-                                   default_max_new_tokens=2, max_beams=2, max_batch=3, answer_timeout_s=30)
-        app = create_generator_app(limits, RagGenerator(tiny_lm()),
-                                   retriever_transport=httpx.ASGITransport(app=retriever.app))
+        limits = GeneratorSettings(
+            torch_threads=1,
+            batch_wait_ms=0,
+            max_k=4,
+            default_k=2,
+            max_new_tokens=4,
+            default_max_new_tokens=2,
+            max_beams=2,
+            max_batch=3,
+            answer_timeout_s=30,
+        )
+        app = create_generator_app(
+            limits, RagGenerator(tiny_lm()), retriever_transport=httpx.ASGITransport(app=retriever.app)
+        )
         yield schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
         asgi.shutdown_lifespans()
 
@@ -103,8 +126,10 @@ def _report(capsys, service: str, checked: Counter, operations: set[str]) -> Non
         per_operation[label] += count
     assert operations <= set(per_operation), sorted(operations - set(per_operation))
     with capsys.disabled():
-        print(f"\nschemathesis, {service}: {sum(checked.values())} cases over {len(per_operation)} operations "
-              f"{dict(per_operation)}")
+        print(
+            f"\nschemathesis, {service}: {sum(checked.values())} cases over {len(per_operation)} operations "
+            f"{dict(per_operation)}"
+        )
 
 
 def test_retriever_api(retriever_api, capsys):

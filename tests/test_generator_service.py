@@ -21,8 +21,13 @@ from shared.retriever_api import PathSearchResponse
 from tiny_lm import tiny_lm
 
 QUESTION = "What is the capital of France?"
-NEW_METRICS = ["generator_queue_size", "generator_generated_tokens_total", "generator_generation_duration_seconds",
-               "generator_seconds_per_token", "generator_retriever_call_duration_seconds"]
+NEW_METRICS = [
+    "generator_queue_size",
+    "generator_generated_tokens_total",
+    "generator_generation_duration_seconds",
+    "generator_seconds_per_token",
+    "generator_retriever_call_duration_seconds",
+]
 
 
 class Blocking:
@@ -67,9 +72,11 @@ def _settings(**overrides) -> GeneratorSettings:
 def make_client(rag, switch):
     """make_client(generator=..., transport=..., **settings) -> a started TestClient of a generator app."""
     with contextlib.ExitStack() as stack:
+
         def make(generator=rag, transport=switch, **overrides) -> TestClient:
             app = create_app(_settings(**overrides), generator, retriever_transport=transport)
             return stack.enter_context(TestClient(app))
+
         yield make
 
 
@@ -103,7 +110,8 @@ def _assert_marginal(body: dict, rag: RagGenerator, found: dict, constrained: bo
         assert math.isclose(p["posterior"], p["prior"] * p["likelihood"] / body["prob"], rel_tol=1e-3, abs_tol=1e-9)
     if all(len(p["facts"]) == 1 for p in paths):
         assert [(f["id"], f["prior"], f["posterior"]) for f in body["facts"]] == [
-            (p["facts"][0]["id"], p["prior"], p["posterior"]) for p in paths]
+            (p["facts"][0]["id"], p["prior"], p["posterior"]) for p in paths
+        ]
 
 
 def _paths(retriever, question: str, k: int = 5) -> dict:
@@ -146,8 +154,9 @@ def test_answers_are_constrained_unless_asked_otherwise(client, rag):
     assert constrained["answer"] in {"Paris", "Spain"} and constrained["complete"]  # France is the question's
     free = client.post("/v1/answer", json=body | {"constrain": False}).json()
     paths = free["paths"]
-    [alone] = rag.generate([RagRequest(QUESTION, [p["text"] for p in paths], [math.log(p["prior"]) for p in paths],
-                                       max_new_tokens=4)])
+    [alone] = rag.generate(
+        [RagRequest(QUESTION, [p["text"] for p in paths], [math.log(p["prior"]) for p in paths], max_new_tokens=4)]
+    )
     assert free["answer"] == alone.answer and free["log_prob"] == pytest.approx(alone.log_prob, abs=1e-3)
 
 
@@ -188,28 +197,30 @@ def test_an_empty_graph_gives_a_null_answer_with_a_note(make_client, empty_retri
 
 def test_request_id_is_echoed_and_passed_to_the_retriever(client, switch):
     switch.calls.clear()
-    r = client.post("/v1/answer", json={"question": QUESTION, "max_new_tokens": 2},
-                    headers={"X-Request-ID": "req-42"})
+    r = client.post("/v1/answer", json={"question": QUESTION, "max_new_tokens": 2}, headers={"X-Request-ID": "req-42"})
     assert r.status_code == 200 and r.headers["x-request-id"] == "req-42"
     assert [(call.path, call.request_id) for call in switch.calls] == [("/v1/paths", "req-42")]
 
 
-@pytest.mark.parametrize("path, body, code, says", [
-    ("/v1/answer", {"question": ""}, "empty_question", "empty"),
-    ("/v1/answer", {"question": "  \n "}, "empty_question", "empty"),
-    ("/v1/answer", {"question": "x" * 1001}, "question_too_long", "limit is 1000"),
-    ("/v1/answer", {}, "invalid_request", "question"),
-    ("/v1/answer", {"question": QUESTION, "k": 21}, "k_out_of_range", "between 1 and 20"),
-    ("/v1/answer", {"question": QUESTION, "k": 0}, "invalid_request", "k"),
-    ("/v1/answer", {"question": QUESTION, "max_new_tokens": 65}, "max_new_tokens_out_of_range", "between 1 and 64"),
-    ("/v1/answer", {"question": QUESTION, "num_beams": 9}, "num_beams_out_of_range", "between 1 and 8"),
-    ("/v1/answer", {"question": QUESTION, "mode": "beam"}, "invalid_request", "'token' or 'sequence'"),
-    ("/v1/answer/batch", {"questions": [QUESTION] * 33}, "batch_too_large", "limit is 32"),
-    ("/v1/answer/batch", {"questions": [QUESTION, " "]}, "empty_question", "questions[1]"),
-    ("/v1/answer/batch", {"questions": []}, "invalid_request", "questions"),
-    ("/v1/score", {"question": QUESTION, "answer": ""}, "empty_answer", "answer"),
-    ("/v1/score", {"question": QUESTION, "answer": "Paris", "k": 50}, "k_out_of_range", "between 1 and 20"),
-])
+@pytest.mark.parametrize(
+    "path, body, code, says",
+    [
+        ("/v1/answer", {"question": ""}, "empty_question", "empty"),
+        ("/v1/answer", {"question": "  \n "}, "empty_question", "empty"),
+        ("/v1/answer", {"question": "x" * 1001}, "question_too_long", "limit is 1000"),
+        ("/v1/answer", {}, "invalid_request", "question"),
+        ("/v1/answer", {"question": QUESTION, "k": 21}, "k_out_of_range", "between 1 and 20"),
+        ("/v1/answer", {"question": QUESTION, "k": 0}, "invalid_request", "k"),
+        ("/v1/answer", {"question": QUESTION, "max_new_tokens": 65}, "max_new_tokens_out_of_range", "between 1 and 64"),
+        ("/v1/answer", {"question": QUESTION, "num_beams": 9}, "num_beams_out_of_range", "between 1 and 8"),
+        ("/v1/answer", {"question": QUESTION, "mode": "beam"}, "invalid_request", "'token' or 'sequence'"),
+        ("/v1/answer/batch", {"questions": [QUESTION] * 33}, "batch_too_large", "limit is 32"),
+        ("/v1/answer/batch", {"questions": [QUESTION, " "]}, "empty_question", "questions[1]"),
+        ("/v1/answer/batch", {"questions": []}, "invalid_request", "questions"),
+        ("/v1/score", {"question": QUESTION, "answer": ""}, "empty_answer", "answer"),
+        ("/v1/score", {"question": QUESTION, "answer": "Paris", "k": 50}, "k_out_of_range", "between 1 and 20"),
+    ],
+)
 def test_bad_input_is_a_422_that_says_what_is_wrong(client, switch, path, body, code, says):
     switch.calls.clear()
     error = _assert_error(client.post(path, json=body), 422, code)

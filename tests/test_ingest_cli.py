@@ -36,8 +36,9 @@ def run(capsys, *argv):
 
 
 def test_load_twice_stores_each_fact_once_and_reports_bad_lines(tmp_path, capsys):
-    first = run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"),
-                str(FIXTURES / "people.jsonl"))
+    first = run(
+        capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"), str(FIXTURES / "people.jsonl")
+    )
     assert first["added"] == 14 and first["facts"] == 14 and first["skipped_lines"] == 4
     assert any("movies.txt:6" in e for e in first["errors"])
     second = run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"))
@@ -64,43 +65,64 @@ def test_demo_kg_covers_the_countries(tmp_path):
     assert Triple("France", "borders", "Germany") in triples
     assert Triple("France", "currency", "Euro") in triples
     assert Triple("France", "official language", "French") in triples
-    assert {t.relation for t in triples} >= {"capital", "region", "subregion", "borders", "currency",
-                                              "official language", "population", "area", "demonym"}
+    assert {t.relation for t in triples} >= {
+        "capital",
+        "region",
+        "subregion",
+        "borders",
+        "currency",
+        "official language",
+        "population",
+        "area",
+        "demonym",
+    }
     assert write_demo_kg(tmp_path / "demo.jsonl") == len(triples)
 
 
 def test_fit_relations_learns_which_relation_a_question_asks_for(tmp_path, capsys, encoder):
     run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"))
-    questions = [("who directed [Forrest Gump]", ["Robert Zemeckis"]),
-                 ("who is the director of [Big]", ["Penny Marshall"]),
-                 ("who directed [Up]", ["Pete Docter"]), ("who directed [Her]", ["Spike Jonze"]),
-                 ("the film [Amélie] was directed by who", ["Jean-Pierre Jeunet"]),
-                 ("who starred in [Forrest Gump]", ["Tom Hanks"]), ("who acted in [Big]", ["Tom Hanks"]),
-                 ("the movie [Forrest Gump] starred who", ["Tom Hanks"]),
-                 ("who appears in [Forrest Gump]", ["Tom Hanks"]),
-                 ("who is in [Forrest Gump]", ["Tom Hanks"]),
-                 ("which movies did [Tom Hanks] star in", ["Forrest Gump", "Cast Away", "Big"]),
-                 ("what films did [Robert Zemeckis] direct", ["Forrest Gump", "Cast Away"]),
-                 ("what did [Penny Marshall] direct", ["Big"]), ("when was [Forrest Gump] released", ["1994"]),
-                 ("what language is [Amélie] in", ["French"])]
+    questions = [
+        ("who directed [Forrest Gump]", ["Robert Zemeckis"]),
+        ("who is the director of [Big]", ["Penny Marshall"]),
+        ("who directed [Up]", ["Pete Docter"]),
+        ("who directed [Her]", ["Spike Jonze"]),
+        ("the film [Amélie] was directed by who", ["Jean-Pierre Jeunet"]),
+        ("who starred in [Forrest Gump]", ["Tom Hanks"]),
+        ("who acted in [Big]", ["Tom Hanks"]),
+        ("the movie [Forrest Gump] starred who", ["Tom Hanks"]),
+        ("who appears in [Forrest Gump]", ["Tom Hanks"]),
+        ("who is in [Forrest Gump]", ["Tom Hanks"]),
+        ("which movies did [Tom Hanks] star in", ["Forrest Gump", "Cast Away", "Big"]),
+        ("what films did [Robert Zemeckis] direct", ["Forrest Gump", "Cast Away"]),
+        ("what did [Penny Marshall] direct", ["Big"]),
+        ("when was [Forrest Gump] released", ["1994"]),
+        ("what language is [Amélie] in", ["French"]),
+    ]
     path = tmp_path / "questions.jsonl"
     path.write_text("".join(json.dumps({"question": q, "answers": a}) + "\n" for q, a in questions))
     report = run(capsys, "--data-dir", str(tmp_path), "fit-relations", str(path))
     assert report["questions"][str(path)] == len(questions) and report["unlabelled"] == 0  # all answerable here
     prior = RelationPrior.load(RetrieverSettings(data_dir=tmp_path).relation_prior_path)
     assert {"directed_by", "directed_by^-1", "starred_actors", "starred_actors^-1", NONE_KEY} <= set(prior.keys)
-    assert (report["keys"] == len(prior.keys)
-            and report["saved"] == str(RetrieverSettings(data_dir=tmp_path).relation_prior_path))
+    assert report["keys"] == len(prior.keys) and report["saved"] == str(
+        RetrieverSettings(data_dir=tmp_path).relation_prior_path
+    )
     state = RetrieverState(settings=RetrieverSettings(data_dir=tmp_path), encoder=encoder, metrics=Metrics("test"))
     try:
         # by cosine alone the second and third are answered with "Cast Away directed by Robert Zemeckis"
-        asked = ["who directed cast away?", "who appears in cast away?", "who is in cast away?",
-                 "what did robert zemeckis direct?"]
+        asked = [
+            "who directed cast away?",
+            "who appears in cast away?",
+            "who is in cast away?",
+            "what did robert zemeckis direct?",
+        ]
         top = [r.facts[0] for r in state.retriever().search(asked, 3)]
     finally:
         state.close()
     assert [(f.subject, f.relation, f.object) for f in top[:3]] == [
-        ("Cast Away", "directed_by", "Robert Zemeckis"), *[("Cast Away", "starred_actors", "Tom Hanks")] * 2]
+        ("Cast Away", "directed_by", "Robert Zemeckis"),
+        *[("Cast Away", "starred_actors", "Tom Hanks")] * 2,
+    ]
     assert (top[3].relation, top[3].object) == ("directed_by", "Robert Zemeckis")  # either of his two films
 
 
@@ -109,13 +131,20 @@ def test_relation_read_about_each_linked_mention(tmp_path, capsys, encoder, monk
     each masked in turn, and scores a fact by the reading of the mention it touches. Masking only the
     first mention found read "who are the X in tension" for every fact of the film."""
     kb = tmp_path / "kb.txt"
-    kb.write_text("Tension|directed_by|John Berry\nTension|starred_actors|Richard Basehart\n"
-                  "Treasure Island|has_tags|actors\nBig|directed_by|Penny Marshall\nBig|starred_actors|Tom Hanks\n"
-                  "Up|directed_by|Pete Docter\nUp|starred_actors|Ed Asner\n")
+    kb.write_text(
+        "Tension|directed_by|John Berry\nTension|starred_actors|Richard Basehart\n"
+        "Treasure Island|has_tags|actors\nBig|directed_by|Penny Marshall\nBig|starred_actors|Tom Hanks\n"
+        "Up|directed_by|Pete Docter\nUp|starred_actors|Ed Asner\n"
+    )
     run(capsys, "--data-dir", str(tmp_path), "load", str(kb))
-    questions = [("who directed [Big]", ["Penny Marshall"]), ("who is the director of [Up]", ["Pete Docter"]),
-                 ("who are the actors in [Big]", ["Tom Hanks"]), ("who acted in [Up]", ["Ed Asner"]),
-                 ("the director of [Big] is who", ["Penny Marshall"]), ("who starred in [Up]", ["Ed Asner"])]
+    questions = [
+        ("who directed [Big]", ["Penny Marshall"]),
+        ("who is the director of [Up]", ["Pete Docter"]),
+        ("who are the actors in [Big]", ["Tom Hanks"]),
+        ("who acted in [Up]", ["Ed Asner"]),
+        ("the director of [Big] is who", ["Penny Marshall"]),
+        ("who starred in [Up]", ["Ed Asner"]),
+    ]
     path = tmp_path / "questions.jsonl"
     path.write_text("".join(json.dumps({"question": q, "answers": a}) + "\n" for q, a in questions))
     run(capsys, "--data-dir", str(tmp_path), "fit-relations", str(path))
@@ -129,7 +158,9 @@ def test_relation_read_about_each_linked_mention(tmp_path, capsys, encoder, monk
     assert [e.mention for e in result[0].linked] == ["actors", "tension"]
     assert {"who are the X in tension", "who are the actors in X", "who directed X"} <= set(encoded)
     assert [(r.facts[0].relation, r.facts[0].object) for r in result] == [
-        ("starred_actors", "Richard Basehart"), ("directed_by", "John Berry")]
+        ("starred_actors", "Richard Basehart"),
+        ("directed_by", "John Berry"),
+    ]
 
 
 CASES = FIXTURES / "dbpedia_cases.nt"
@@ -152,9 +183,11 @@ class HashEncoder:
 
 
 # `kgrag-ingest` with a HashEncoder pausing argv[1] seconds per batch.
-PAUSED_LOAD = ("import sys; from tests.test_ingest_cli import HashEncoder; from retriever_service import ingest_cli; "
-               "ingest_cli.Encoder.load = classmethod(lambda cls, **kw: HashEncoder(float(sys.argv[1]))); "
-               "sys.exit(ingest_cli.main(sys.argv[2:]))")
+PAUSED_LOAD = (
+    "import sys; from tests.test_ingest_cli import HashEncoder; from retriever_service import ingest_cli; "
+    "ingest_cli.Encoder.load = classmethod(lambda cls, **kw: HashEncoder(float(sys.argv[1]))); "
+    "sys.exit(ingest_cli.main(sys.argv[2:]))"
+)
 
 
 def packed(tmp_path, source, name):
@@ -216,9 +249,13 @@ def test_killed_compressed_load_resumes_to_the_exact_count(tmp_path, capsys, mon
     dump = write_dump(tmp_path / "kg.nt.bz2", 5000)
     args = ["--data-dir", str(tmp_path / "killed"), "load", str(dump), "--batch-size", "100"]
     checkpoint = tmp_path / "killed" / "facts.ingest-checkpoint.json"
-    proc = subprocess.Popen([sys.executable, "-c", PAUSED_LOAD, "0.3", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_LOAD, "0.3", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     try:
         deadline = time.monotonic() + 120
         while not (checkpoint.exists() and json.loads(checkpoint.read_text())["inputs"][0]["mark"]["line"] > 0):

@@ -58,8 +58,10 @@ def test_every_line_of_a_request_carries_its_id(json_logs, capsys):
         log.info("between requests")
     lines = [line for line in _lines(capsys) if line["logger"].startswith("kgrag")]  # not the test client's
     assert [(line["logger"], line.get("request_id")) for line in lines] == [
-        ("kgrag.test", "rid-async"), ("kgrag.access", "rid-async"),
-        ("kgrag.test", "rid-sync"), ("kgrag.access", "rid-sync"),
+        ("kgrag.test", "rid-async"),
+        ("kgrag.access", "rid-async"),
+        ("kgrag.test", "rid-sync"),
+        ("kgrag.access", "rid-sync"),
         ("kgrag.test", None),
     ]
     assert lines[1]["message"].startswith("GET /async 200 ") and lines[3]["message"].startswith("GET /sync 200 ")

@@ -7,8 +7,21 @@ import pathlib
 import pytest
 
 from bench.multihop_bench import (
-    ABSENT_FILE, MOVIE_PHRASINGS, PERSON_PHRASINGS, abstention_summary, absent_relation_questions, answer_set_row,
-    ceiling_row, fanout_entry, means, merge_part, right_chain, seeded_order, topic_kind, walk_any, widest,
+    ABSENT_FILE,
+    MOVIE_PHRASINGS,
+    PERSON_PHRASINGS,
+    absent_relation_questions,
+    abstention_summary,
+    answer_set_row,
+    ceiling_row,
+    fanout_entry,
+    means,
+    merge_part,
+    right_chain,
+    seeded_order,
+    topic_kind,
+    walk_any,
+    widest,
 )
 from retriever_service.chains import chain_key
 from retriever_service.kg_graph import KGGraph
@@ -16,11 +29,17 @@ from retriever_service.path_search import ChainResult, Cuts, Path, PathSearchRes
 from retriever_service.question_generation import ABSENT_RELATIONS, LIST_FORMS, QUESTION_FORMS
 from shared.qa_data import Question
 
-FILMS = [("Heat", "starred_actors", "Robert De Niro"), ("Heat", "starred_actors", "Al Pacino"),
-         ("Heat", "directed_by", "Michael Mann"), ("Ronin", "starred_actors", "Robert De Niro"),
-         ("Ronin", "directed_by", "John Frankenheimer"), ("Ronin", "in_language", "English"),
-         ("Heat", "in_language", "English"), ("Scarface", "starred_actors", "Al Pacino"),
-         ("Scarface", "in_language", "Spanish")]
+FILMS = [
+    ("Heat", "starred_actors", "Robert De Niro"),
+    ("Heat", "starred_actors", "Al Pacino"),
+    ("Heat", "directed_by", "Michael Mann"),
+    ("Ronin", "starred_actors", "Robert De Niro"),
+    ("Ronin", "directed_by", "John Frankenheimer"),
+    ("Ronin", "in_language", "English"),
+    ("Heat", "in_language", "English"),
+    ("Scarface", "starred_actors", "Al Pacino"),
+    ("Scarface", "in_language", "Spanish"),
+]
 
 
 @pytest.fixture
@@ -28,15 +47,18 @@ def graph() -> KGGraph:
     return KGGraph.of({"subject": s, "relation": r, "object": o} for s, r, o in FILMS)
 
 
-@pytest.mark.parametrize("qtype, key", [
-    ("movie_to_director", "directed_by"),
-    ("actor_to_movie", "starred_actors^-1"),
-    ("tag_to_movie", "has_tags^-1"),
-    ("movie_to_tags", "has_tags"),
-    ("movie_to_actor_to_movie", "starred_actors/starred_actors^-1"),
-    ("writer_to_movie_to_year", "written_by^-1/release_year"),
-    ("movie_to_director_to_movie_to_language", "directed_by/directed_by^-1/in_language"),
-])
+@pytest.mark.parametrize(
+    "qtype, key",
+    [
+        ("movie_to_director", "directed_by"),
+        ("actor_to_movie", "starred_actors^-1"),
+        ("tag_to_movie", "has_tags^-1"),
+        ("movie_to_tags", "has_tags"),
+        ("movie_to_actor_to_movie", "starred_actors/starred_actors^-1"),
+        ("writer_to_movie_to_year", "written_by^-1/release_year"),
+        ("movie_to_director_to_movie_to_language", "directed_by/directed_by^-1/in_language"),
+    ],
+)
 def test_a_metaqa_type_is_its_relation_chain(qtype, key):
     assert chain_key(right_chain(qtype)) == key
 
@@ -89,12 +111,25 @@ def test_abstention_summary_against_the_targets():
 def test_a_fanout_entry_counts_the_cuts_and_the_grounded_paths():
     chain = right_chain("movie_to_actor")
     paths = [Path(0, chain, (), ("Heat", name)) for name in ("Al Pacino", "Robert De Niro")]
-    result = PathSearchResult("who acted in [Heat]", [], [], [ChainResult(0, chain, -0.1, paths)], [], 1.0,
-                              "starred_actors", Cuts(steps_at_fact_limit=2, chains_at_path_limit=1))
+    result = PathSearchResult(
+        "who acted in [Heat]",
+        [],
+        [],
+        [ChainResult(0, chain, -0.1, paths)],
+        [],
+        1.0,
+        "starred_actors",
+        Cuts(steps_at_fact_limit=2, chains_at_path_limit=1),
+    )
     key, entry = fanout_entry(Question("who acted in [Heat]", ("Al Pacino",)), result, 1)
     assert key == (2, 1, 2)
-    assert entry == {"question": "who acted in Heat", "hops": 1, "steps_at_fact_limit": 2, "chains_at_path_limit": 1,
-                     "grounded_paths": 2}
+    assert entry == {
+        "question": "who acted in Heat",
+        "hops": 1,
+        "steps_at_fact_limit": 2,
+        "chains_at_path_limit": 1,
+        "grounded_paths": 2,
+    }
 
 
 def test_widest_orders_by_the_key_then_the_question():
@@ -122,7 +157,9 @@ def test_absent_relation_questions_are_seeded_and_use_each_topic_once():
     assert len(rows) == 200 and all(r["answers"] == [] for r in rows)
     topic_of = {}
     for row in rows:
-        [(phrasing, topic)] = [(p, t) for p in MOVIE_PHRASINGS + PERSON_PHRASINGS for t in [_filled(p, row["question"])] if t]
+        [(phrasing, topic)] = [
+            (p, t) for p in MOVIE_PHRASINGS + PERSON_PHRASINGS for t in [_filled(p, row["question"])] if t
+        ]
         topic_of[row["question"]] = topic
         assert (topic.startswith("Film") and phrasing in MOVIE_PHRASINGS) or phrasing in PERSON_PHRASINGS
     assert len(set(topic_of.values())) == 200

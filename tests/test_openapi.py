@@ -32,8 +32,11 @@ def test_limits_from_settings_are_in_the_documents():
     schemas = retriever["components"]["schemas"]
     assert {"type": "integer", "minimum": 1, "maximum": 7} in schemas["SearchRequest"]["properties"]["k"]["anyOf"]
     queries = schemas["BatchSearchRequest"]["properties"]["queries"]
-    assert queries["maxItems"] == 3 and queries["items"] == {"type": "string", "pattern": NON_BLANK_PATTERN,
-                                                             "maxLength": 1000}
+    assert queries["maxItems"] == 3 and queries["items"] == {
+        "type": "string",
+        "pattern": NON_BLANK_PATTERN,
+        "maxLength": 1000,
+    }
     search = retriever["paths"]["/v1/search"]["post"]["responses"]
     assert search["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
     assert "Retry-After" in search["429"]["headers"] and "Retry-After" in search["503"]["headers"]

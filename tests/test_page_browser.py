@@ -22,8 +22,15 @@ from shared.launcher import ServiceProcess
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 QUESTION = "What is the capital of France?"
 FIRST_ANSWER_MS = 180_000  # the first answer includes the model's warm-up on a slow CPU
 
@@ -36,12 +43,18 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 def generator(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo")
     logs = tmp_path_factory.mktemp("logs")
-    subprocess.run([sys.executable, "-m", "retriever_service.ingest_cli", "--data-dir", str(data), "demo"],
-                   check=True, capture_output=True, timeout=600)
-    retriever = ServiceProcess("retriever_service", 18521, {"KGRAG_RETRIEVER_DATA_DIR": str(data)},
-                               logs / "retriever.log").start()
-    generator = ServiceProcess("generator_service", 18520, {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url},
-                               logs / "generator.log")
+    subprocess.run(
+        [sys.executable, "-m", "retriever_service.ingest_cli", "--data-dir", str(data), "demo"],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    retriever = ServiceProcess(
+        "retriever_service", 18521, {"KGRAG_RETRIEVER_DATA_DIR": str(data)}, logs / "retriever.log"
+    ).start()
+    generator = ServiceProcess(
+        "generator_service", 18520, {"KGRAG_GENERATOR_RETRIEVER_URL": retriever.url}, logs / "generator.log"
+    )
     try:
         retriever.wait_ready()
         generator.start().wait_ready(timeout_s=300)
@@ -76,13 +89,19 @@ def ask(page, question: str) -> None:
 
 def bar_share(bar) -> float:
     """The drawn share of a bar: its fill's width over its track's."""
-    return bar.evaluate("b => b.querySelector('.fill').getBoundingClientRect().width"
-                        " / b.querySelector('.track').getBoundingClientRect().width")
+    return bar.evaluate(
+        "b => b.querySelector('.fill').getBoundingClientRect().width"
+        " / b.querySelector('.track').getBoundingClientRect().width"
+    )
 
 
 def fulfill_with(page, status: int, body: dict, headers: dict | None = None) -> None:
-    page.route("**/v1/answer", lambda route: route.fulfill(
-        status=status, body=json.dumps(body), headers={"content-type": "application/json", **(headers or {})}))
+    page.route(
+        "**/v1/answer",
+        lambda route: route.fulfill(
+            status=status, body=json.dumps(body), headers={"content-type": "application/json", **(headers or {})}
+        ),
+    )
 
 
 def test_quickstart_question_shows_paris_and_its_fact(page):
@@ -119,11 +138,16 @@ def test_a_bad_question_shows_the_services_message(page, question, code):
     sync_api.expect(page.locator("#result")).to_be_hidden()
 
 
-@pytest.mark.parametrize("status, code, hint",
-                         [(429, "overloaded", "busy"), (503, "retriever_unavailable", "not ready")])
+@pytest.mark.parametrize(
+    "status, code, hint", [(429, "overloaded", "busy"), (503, "retriever_unavailable", "not ready")]
+)
 def test_refusals_are_shown_as_messages(page, status, code, hint):
-    fulfill_with(page, status, {"error": {"code": code, "message": "try later", "details": []}, "request_id": "r1"},
-                 {"retry-after": "3"})
+    fulfill_with(
+        page,
+        status,
+        {"error": {"code": code, "message": "try later", "details": []}, "request_id": "r1"},
+        {"retry-after": "3"},
+    )
     ask(page, QUESTION)
     error = page.locator("#error")
     sync_api.expect(error).to_contain_text(f"{status} {code}: try later.")
@@ -151,14 +175,25 @@ def multi_hop_reply() -> dict:
     to_gump = path("Robert Zemeckis", ("directed_by", "Forrest Gump", True), ("starred_actors", "Tom Hanks"))
     to_cast = path("Robert Zemeckis", ("directed_by", "Cast Away", True), ("starred_actors", "Helen Hunt"))
     return {
-        "question": "who acted in the films Robert Zemeckis directed", "answer": "Tom Hanks", "log_prob": -0.1,
-        "prob": 0.9, "complete": True, "mode": "token", "model": "test", "facts": [],
-        "answers": [{"name": "Tom Hanks", "prob": 0.9, "paths": [to_gump]},
-                    {"name": "Helen Hunt", "prob": 0.6, "paths": [to_cast]}],
-        "paths": [{**to_gump, "score": 0.8, "prior": 0.7, "likelihood": 0.9, "posterior": 0.8},
-                  {**to_cast, "score": 0.7, "prior": 0.3, "likelihood": 0.5, "posterior": 0.2}],
+        "question": "who acted in the films Robert Zemeckis directed",
+        "answer": "Tom Hanks",
+        "log_prob": -0.1,
+        "prob": 0.9,
+        "complete": True,
+        "mode": "token",
+        "model": "test",
+        "facts": [],
+        "answers": [
+            {"name": "Tom Hanks", "prob": 0.9, "paths": [to_gump]},
+            {"name": "Helen Hunt", "prob": 0.6, "paths": [to_cast]},
+        ],
+        "paths": [
+            {**to_gump, "score": 0.8, "prior": 0.7, "likelihood": 0.9, "posterior": 0.8},
+            {**to_cast, "score": 0.7, "prior": 0.3, "likelihood": 0.5, "posterior": 0.2},
+        ],
         "linked": [{"mention": "robert zemeckis", "names": ["Robert Zemeckis"], "hinted": False}],
-        "timings": {"retrieve_ms": 1.0, "queue_ms": 0.0, "generate_ms": 2.0, "total_ms": 3.0}, "note": None,
+        "timings": {"retrieve_ms": 1.0, "queue_ms": 0.0, "generate_ms": 2.0, "total_ms": 3.0},
+        "note": None,
     }
 
 
@@ -169,7 +204,8 @@ def test_answer_sets_and_paths_are_drawn(page):
     expect(page.locator(".answer .name")).to_have_text(["Tom Hanks", "Helen Hunt"])
     expect(page.locator("#evidence-title")).to_have_text("Evidence: paths")
     expect(page.locator("#evidence tr.top .doc .text")).to_have_text(
-        "Robert Zemeckis directed_by Forrest Gump starred_actors Tom Hanks")
+        "Robert Zemeckis directed_by Forrest Gump starred_actors Tom Hanks"
+    )
     drawing = page.locator(".answer").first.locator("svg.path")
     expect(drawing.locator(".node text")).to_have_text(["Robert Zemeckis", "Forrest Gump", "Tom Hanks"])
     expect(drawing.locator(".edge")).to_have_count(2)
@@ -183,8 +219,16 @@ def test_answer_sets_and_paths_are_drawn(page):
 
 
 def test_not_in_the_graph_shows_the_note(page):
-    reply = {**multi_hop_reply(), "answer": None, "prob": None, "log_prob": None, "complete": None,
-             "answers": [], "paths": [], "note": "not in the graph: no path from Robert Zemeckis answers it"}
+    reply = {
+        **multi_hop_reply(),
+        "answer": None,
+        "prob": None,
+        "log_prob": None,
+        "complete": None,
+        "answers": [],
+        "paths": [],
+        "note": "not in the graph: no path from Robert Zemeckis answers it",
+    }
     fulfill_with(page, 200, reply)
     ask(page, "who composed the films Robert Zemeckis directed")
     sync_api.expect(page.locator("#note")).to_have_text(reply["note"])

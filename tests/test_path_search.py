@@ -19,9 +19,19 @@ from retriever_service.store import open_store
 from shared.facts import NODE, Triple
 from tests.conftest import FIXTURES
 
-KEYS = ["directed_by", "directed_by^-1", "starred_actors", "starred_actors^-1", "release_year", "release_year^-1",
-        "starred_actors^-1/directed_by", "starred_actors/starred_actors^-1",
-        "directed_by/directed_by^-1/starred_actors", "person function", NONE_KEY]
+KEYS = [
+    "directed_by",
+    "directed_by^-1",
+    "starred_actors",
+    "starred_actors^-1",
+    "release_year",
+    "release_year^-1",
+    "starred_actors^-1/directed_by",
+    "starred_actors/starred_actors^-1",
+    "directed_by/directed_by^-1/starred_actors",
+    "person function",
+    NONE_KEY,
+]
 
 
 def prior_for(chain: str, dim: int, share: float = 0.9) -> RelationPrior:
@@ -34,9 +44,11 @@ def prior_for(chain: str, dim: int, share: float = 0.9) -> RelationPrior:
 def triples() -> list[Triple]:
     films = list(read_triples(FIXTURES / "films.txt"))
     node = "Melinda Gates, person function 1"
-    return films + [Triple("Melinda Gates", "person function", node, object_kind=NODE),
-                    Triple(node, "title", "Co-chair", subject_kind=NODE),
-                    Triple(node, "organisation", "Gates Foundation", subject_kind=NODE)]
+    return films + [
+        Triple("Melinda Gates", "person function", node, object_kind=NODE),
+        Triple(node, "title", "Co-chair", subject_kind=NODE),
+        Triple(node, "organisation", "Gates Foundation", subject_kind=NODE),
+    ]
 
 
 @pytest.fixture(scope="module", params=["edge", "memory"])
@@ -88,11 +100,15 @@ def test_paths_are_simple_so_a_film_is_not_its_own_neighbour(world):
 
 
 def test_three_steps(world):
-    result = search(world, "who acted in the films by the director of Heat",
-                    "directed_by/directed_by^-1/starred_actors")
+    result = search(
+        world, "who acted in the films by the director of Heat", "directed_by/directed_by^-1/starred_actors"
+    )
     _, graph = world
-    assert answer_set(result) == graph.walk({"Heat"}, parse_chain(
-        "directed_by/directed_by^-1/starred_actors")) == {"Tom Cruise", "Jamie Foxx", "Will Smith"}
+    assert (
+        answer_set(result)
+        == graph.walk({"Heat"}, parse_chain("directed_by/directed_by^-1/starred_actors"))
+        == {"Tom Cruise", "Jamie Foxx", "Will Smith"}
+    )
     assert all(len(p.path.facts) == 3 for p in result.paths if p.prior > 1e-6)
 
 
@@ -134,21 +150,28 @@ def test_nothing_linked_means_no_paths(world):
 
 
 def test_both_backends_give_the_same_paths(world, tmp_path, encoder):
-    other = open_store(url=None if world[0].store.backend != "qdrant-edge" else ":memory:", api_key=None,
-                       path=tmp_path, collection="f", dim=encoder.dim)
+    other = open_store(
+        url=None if world[0].store.backend != "qdrant-edge" else ":memory:",
+        api_key=None,
+        path=tmp_path,
+        collection="f",
+        dim=encoder.dim,
+    )
     entities = EntityIndex()
     ingest_triples(triples(), encoder=encoder, store=other, entities=entities)
     twin = PathSearch(encoder, other, entities, None, tau=0.05)
-    for question, chain in [("who directed the films Robert De Niro starred in", "starred_actors^-1/directed_by"),
-                            ("who acted in the films by the director of Heat",
-                             "directed_by/directed_by^-1/starred_actors")]:
+    for question, chain in [
+        ("who directed the films Robert De Niro starred in", "starred_actors^-1/directed_by"),
+        ("who acted in the films by the director of Heat", "directed_by/directed_by^-1/starred_actors"),
+    ]:
         mine = search(world, question, chain)
         twin.prior = world[0].prior
         [theirs] = twin.search([question], 5, PathLimits())
         assert [p.path.id for p in mine.paths] == [p.path.id for p in theirs.paths]
         np.testing.assert_allclose([p.score for p in mine.paths], [p.score for p in theirs.paths], atol=1e-5)
-        assert ([(a.name, round(a.prob, 6)) for a in mine.answers]
-                == [(a.name, round(a.prob, 6)) for a in theirs.answers])
+        assert [(a.name, round(a.prob, 6)) for a in mine.answers] == [
+            (a.name, round(a.prob, 6)) for a in theirs.answers
+        ]
     other.close()
 
 
@@ -162,8 +185,10 @@ def paths_api(tmp_path_factory, encoder):
 
     settings = RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path_factory.mktemp("api"), max_path_beam=8)
     with TestClient(create_app(settings, encoder=encoder)) as client:
-        facts = [{"subject": t.subject, "relation": t.relation, "object": t.object}
-                 for t in read_triples(FIXTURES / "films.txt")]
+        facts = [
+            {"subject": t.subject, "relation": t.relation, "object": t.object}
+            for t in read_triples(FIXTURES / "films.txt")
+        ]
         assert client.post("/v1/facts", json={"facts": facts}).status_code == 200
         yield client
 
@@ -173,24 +198,32 @@ def test_paths_endpoint_replies_with_documents_answers_and_verdict(paths_api):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["paths"][0]["text"] == "Heat release year 1995" and body["paths"][0]["steps"] == [
-        {"relation": "release_year", "inverse": False, "entity": "1995"}]
+        {"relation": "release_year", "inverse": False, "entity": "1995"}
+    ]
     assert body["answers"][0]["name"] == "1995" and body["answers"][0]["paths"][0]["topic"] == "Heat"
     assert body["abstain"] is False and body["hops"] == 1 and math.isclose(sum(p["prior"] for p in body["paths"]), 1)
     unknown = paths_api.post("/v1/paths", json={"query": "Who directed Zorblax?"}).json()
     assert unknown["abstain"] and unknown["reason"] == "no_entity" and unknown["answers"] == [] and unknown["note"]
-    batch = paths_api.post("/v1/paths/batch", json={"queries": ["When was Heat released?", "Who directed Zorblax?"],
-                                                     "k": 3, "hops": 1}).json()["results"]
+    batch = paths_api.post(
+        "/v1/paths/batch", json={"queries": ["When was Heat released?", "Who directed Zorblax?"], "k": 3, "hops": 1}
+    ).json()["results"]
     assert [[p["id"] for p in b["paths"]] for b in batch] == [[p["id"] for p in body["paths"]], []]
     assert [p["prior"] for p in batch[0]["paths"]] == pytest.approx([p["prior"] for p in body["paths"]], rel=1e-4)
 
 
-@pytest.mark.parametrize("options, code", [
-    ({"hops": 4}, "invalid_request"), ({"hops": 0}, "invalid_request"), ({"beam": 9}, "beam_out_of_range"),
-    ({"facts_per_step": 5001}, "facts_per_step_out_of_range"),
-    ({"paths_per_chain": 20001}, "paths_per_chain_out_of_range"),
-    ({"max_answers": 1001}, "max_answers_out_of_range"), ({"k": 101}, "k_out_of_range"),
-    ({"hops": "2"}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "options, code",
+    [
+        ({"hops": 4}, "invalid_request"),
+        ({"hops": 0}, "invalid_request"),
+        ({"beam": 9}, "beam_out_of_range"),
+        ({"facts_per_step": 5001}, "facts_per_step_out_of_range"),
+        ({"paths_per_chain": 20001}, "paths_per_chain_out_of_range"),
+        ({"max_answers": 1001}, "max_answers_out_of_range"),
+        ({"k": 101}, "k_out_of_range"),
+        ({"hops": "2"}, "invalid_request"),
+    ],
+)
 def test_out_of_range_hops_and_caps_are_422(paths_api, options, code):
     r = paths_api.post("/v1/paths", json={"query": "When was Heat released?", **options})
     assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text

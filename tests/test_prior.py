@@ -45,8 +45,9 @@ def test_relation_prior_fit_predicts_and_reloads(tmp_path):
 
 def test_relation_prior_of_an_older_format_is_not_used(tmp_path, caplog):
     old = tmp_path / "old.npz"  # format 1: centroids of unmasked question vectors
-    np.savez(old, centroids=np.eye(2, 4), meta=np.array(json.dumps({"keys": ["a", "b"], "temperature": 0.05,
-                                                                     "weight": 0.3})))
+    np.savez(
+        old, centroids=np.eye(2, 4), meta=np.array(json.dumps({"keys": ["a", "b"], "temperature": 0.05, "weight": 0.3}))
+    )
     assert RelationPrior.load(old) is None
     assert "refit it" in caplog.text
 

@@ -21,9 +21,33 @@ from retriever_service.settings import RetrieverSettings
 from retriever_service.store import open_store
 from shared.retriever_api import PathOptions
 
-COUNTRIES = {"Argentina", "Australia", "Brazil", "Canada", "Chile", "Egypt", "France", "Germany", "Ghana", "India",
-             "Italy", "Japan", "Kenya", "Mexico", "Mongolia", "Morocco", "Nigeria", "Norway", "Peru", "Poland",
-             "Portugal", "Spain", "Switzerland", "Thailand", "Vietnam"}
+COUNTRIES = {
+    "Argentina",
+    "Australia",
+    "Brazil",
+    "Canada",
+    "Chile",
+    "Egypt",
+    "France",
+    "Germany",
+    "Ghana",
+    "India",
+    "Italy",
+    "Japan",
+    "Kenya",
+    "Mexico",
+    "Mongolia",
+    "Morocco",
+    "Nigeria",
+    "Norway",
+    "Peru",
+    "Poland",
+    "Portugal",
+    "Spain",
+    "Switzerland",
+    "Thailand",
+    "Vietnam",
+}
 
 # Written by hand, in phrasings the generator does not use ("what is the X of Y", "the one whose X is Y", ...);
 # none of them is among the held-out questions of bench/data/demo_questions.jsonl. "First" is the path search's
@@ -34,14 +58,21 @@ COUNTRIES = {"Argentina", "Australia", "Brazil", "Canada", "Chile", "Egypt", "Fr
 MISREAD = "generated questions use only the relations' labels: a two-step chain ending in population wins"
 ONE_HOP = [
     ("Which city is Japan's government seated in?", {"capital"}),
-    pytest.param("Which country has its capital in Nairobi?", {"capital^-1"},
-                 marks=pytest.mark.xfail(reason=MISREAD, strict=False)),
+    pytest.param(
+        "Which country has its capital in Nairobi?",
+        {"capital^-1"},
+        marks=pytest.mark.xfail(reason=MISREAD, strict=False),
+    ),
     ("What do they pay with in Thailand?", {"currency"}),
     ("Which country uses the zloty?", {"currency^-1"}),
-    pytest.param("Which countries share a border with Poland?", {"borders", "borders^-1"},
-                 marks=pytest.mark.xfail(reason=MISREAD, strict=False)),
-    pytest.param("What are people from Mexico called?", {"demonym"},
-                 marks=pytest.mark.xfail(reason=MISREAD, strict=False)),
+    pytest.param(
+        "Which countries share a border with Poland?",
+        {"borders", "borders^-1"},
+        marks=pytest.mark.xfail(reason=MISREAD, strict=False),
+    ),
+    pytest.param(
+        "What are people from Mexico called?", {"demonym"}, marks=pytest.mark.xfail(reason=MISREAD, strict=False)
+    ),
     ("How many people live in Egypt?", {"population"}),
     ("What languages are official in India?", {"official language"}),
     ("Which phone prefix do you dial for Norway?", {"calling code"}),
@@ -59,8 +90,7 @@ PER_CHAIN = 3  # generated questions per chain (the fit's default is 25)
 def fitted(encoder, tmp_path_factory):
     """(PathSearch over the slice with its fitted prior, the fit's report)."""
     triples = [t for t in demo_triples() if t.subject in COUNTRIES]
-    store = open_store(url=None, api_key=None, path=tmp_path_factory.mktemp("demo"), collection="demo",
-                       dim=encoder.dim)
+    store = open_store(url=None, api_key=None, path=tmp_path_factory.mktemp("demo"), collection="demo", dim=encoder.dim)
     entities = EntityIndex()
     ingest_triples(triples, encoder=encoder, store=store, entities=entities, progress=False)
     store.optimize()
@@ -69,8 +99,11 @@ def fitted(encoder, tmp_path_factory):
         mp.setattr(prior_fitting, "WEIGHTS", (0.3,))
         mp.setattr(prior_fitting, "TEMPERATURES", (0.5,))
         mp.setattr(prior_fitting, "MENTION_PENALTIES", (0.0,))
-        mp.setattr(prior_fitting, "generated_training_questions",
-                   functools.partial(prior_fitting.generated_training_questions, per_chain=PER_CHAIN))
+        mp.setattr(
+            prior_fitting,
+            "generated_training_questions",
+            functools.partial(prior_fitting.generated_training_questions, per_chain=PER_CHAIN),
+        )
         prior, report = prior_fitting.fit_for_store(search, [], from_kg=True, max_eval=30)
     assert search.prior is prior
     yield search, report

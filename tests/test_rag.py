@@ -112,8 +112,11 @@ def test_constrained_greedy_feeds_forced_tokens_together(gen, allowed, monkeypat
     trie = gen._trie(allowed)
     tokens, log_prob = _reference_greedy(gen, replace(request, max_new_tokens=max(map(len, trie)) + 1), trie)
     passes = []
-    monkeypatch.setattr(gen.scorer, "append", lambda state, feeds: passes.append(feeds) or type(gen.scorer).append(
-        gen.scorer, state, feeds))
+    monkeypatch.setattr(
+        gen.scorer,
+        "append",
+        lambda state, feeds: passes.append(feeds) or type(gen.scorer).append(gen.scorer, state, feeds),
+    )
     [result] = gen.generate([request])
     assert result.token_ids == tokens and _close(result.log_prob, log_prob)
     assert len(passes) <= len(tokens) - 2  # one pass per token before the stop, at most, less the forced ones
@@ -191,8 +194,9 @@ def test_sequence_mode_returns_the_best_scored_candidate(gen):
 @pytest.mark.parametrize("options", [{}, {"num_beams": 3}, {"mode": "sequence"}, {"mode": "sequence", "num_beams": 2}])
 def test_constrained_answers_are_allowed_names(gen, options, max_new_tokens):
     for question, allowed in [(QUESTION, ALLOWED), ("Who?", ["Tom Hanks", "Concord"]), ("What?", ["Paris"])]:
-        request = replace(REQUEST, question=question, allowed_answers=allowed + ["  "],
-                          max_new_tokens=max_new_tokens, **options)
+        request = replace(
+            REQUEST, question=question, allowed_answers=allowed + ["  "], max_new_tokens=max_new_tokens, **options
+        )
         [result] = gen.generate([request])
         assert result.answer in allowed
         assert result.complete and result.token_ids[-1] == gen.lm.tokenizer.eos_token_id

@@ -86,8 +86,10 @@ def test_a_label_after_its_use_names_the_entity(cases, tmp_path):
     streamed, _ = read(labels="stream")
     assert facts_of(streamed, "influenced by") == ["P7"]  # stream: only labels read before the use
     path = tmp_path / "late.nt"
-    path.write_text('<http://example.org/Q1> <http://example.org/p> "x" .\n'
-                    '<http://example.org/Q1> <http://www.w3.org/2000/01/rdf-schema#label> "Named Late"@en .\n')
+    path.write_text(
+        '<http://example.org/Q1> <http://example.org/p> "x" .\n'
+        '<http://example.org/Q1> <http://www.w3.org/2000/01/rdf-schema#label> "Named Late"@en .\n'
+    )
     for labels in ("prepass", "stream"):  # within the subject's own block both modes see it
         assert [t.subject for t in read(path, labels=labels)[0]] == ["Named Late"]
 
@@ -119,8 +121,10 @@ def test_tabs_comments_blank_lines_and_a_broken_line(cases):
     assert facts_of(triples, "birth date") == ["10 December 1815"]  # a tab-separated line
     assert [(e.line, e.path.endswith("dbpedia_cases.nt")) for e in report.errors] == [(36, True)]
     assert report.skipped == 1
-    assert report.statements == sum(1 for line in CASES.read_text().splitlines()
-                                    if line.strip() and not line.startswith("#")) - 1
+    assert (
+        report.statements
+        == sum(1 for line in CASES.read_text().splitlines() if line.strip() and not line.startswith("#")) - 1
+    )
 
 
 def test_reports_count_every_statement(cases):

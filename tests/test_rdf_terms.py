@@ -24,30 +24,33 @@ DBD = "http://dbpedia.org/datatype/"
 NODES = re.compile(DEFAULT_NODE_PATTERN)
 
 
-@pytest.mark.parametrize(("lexical", "datatype", "expected"), [
-    ("1955-10-28", XSD + "date", "28 October 1955"),
-    ("1955-10-28Z", XSD + "date", "28 October 1955"),
-    ("1975-04-04T00:00:00Z", XSD + "dateTime", "4 April 1975"),
-    ("2001-11-15T14:30:00", XSD + "dateTime", "15 November 2001 14:30"),
-    ("1955-02-30", XSD + "date", "1955-02-30"),  # not a date: the text as given
-    ("1955", XSD + "gYear", "1955"),
-    ("-0044", XSD + "gYear", "44 BC"),
-    ("1975-04", XSD + "gYearMonth", "April 1975"),
-    ("--10-28", XSD + "gMonthDay", "28 October"),
-    ("+00221000", XSD + "nonNegativeInteger", "221000"),
-    ("4.2e-07", XSD + "double", "4.2e-07"),
-    ("6.4191E11", XSD + "double", "641910000000"),
-    ("3494.0", XSD + "double", "3494"),
-    ("187.40", XSD + "float", "187.4"),
-    ("NaN", XSD + "double", "NaN"),
-    ("12.50", XSD + "decimal", "12.5"),
-    ("1", XSD + "boolean", "true"),
-    ("1.9827E11", DBD + "usDollar", "198270000000 US dollars"),
-    ("5", DBD + "fooBar", "5 foo bar"),
-    ("12 apples", DBD + "usDollar", "12 apples"),
-    ("x  y\n z", "http://example.org/type", "x y z"),
-    ("  Co-chair\n", None, "Co-chair"),
-])
+@pytest.mark.parametrize(
+    ("lexical", "datatype", "expected"),
+    [
+        ("1955-10-28", XSD + "date", "28 October 1955"),
+        ("1955-10-28Z", XSD + "date", "28 October 1955"),
+        ("1975-04-04T00:00:00Z", XSD + "dateTime", "4 April 1975"),
+        ("2001-11-15T14:30:00", XSD + "dateTime", "15 November 2001 14:30"),
+        ("1955-02-30", XSD + "date", "1955-02-30"),  # not a date: the text as given
+        ("1955", XSD + "gYear", "1955"),
+        ("-0044", XSD + "gYear", "44 BC"),
+        ("1975-04", XSD + "gYearMonth", "April 1975"),
+        ("--10-28", XSD + "gMonthDay", "28 October"),
+        ("+00221000", XSD + "nonNegativeInteger", "221000"),
+        ("4.2e-07", XSD + "double", "4.2e-07"),
+        ("6.4191E11", XSD + "double", "641910000000"),
+        ("3494.0", XSD + "double", "3494"),
+        ("187.40", XSD + "float", "187.4"),
+        ("NaN", XSD + "double", "NaN"),
+        ("12.50", XSD + "decimal", "12.5"),
+        ("1", XSD + "boolean", "true"),
+        ("1.9827E11", DBD + "usDollar", "198270000000 US dollars"),
+        ("5", DBD + "fooBar", "5 foo bar"),
+        ("12 apples", DBD + "usDollar", "12 apples"),
+        ("x  y\n z", "http://example.org/type", "x y z"),
+        ("  Co-chair\n", None, "Co-chair"),
+    ],
+)
 def test_literals_are_rendered_as_a_reader_expects(lexical, datatype, expected):
     assert render_literal(lexical, datatype) == expected
 
@@ -66,10 +69,13 @@ def test_resource_names():
 
 
 def test_intermediate_nodes_get_readable_names():
-    assert node_name("http://dbpedia.org/resource/Melinda_Gates__PersonFunction__1", NODES) == \
-        "Melinda Gates, person function 1"
-    assert node_name("http://dbpedia.org/resource/Bill_Gates__CareerStation__12", NODES) == \
-        "Bill Gates, career station 12"
+    assert (
+        node_name("http://dbpedia.org/resource/Melinda_Gates__PersonFunction__1", NODES)
+        == "Melinda Gates, person function 1"
+    )
+    assert (
+        node_name("http://dbpedia.org/resource/Bill_Gates__CareerStation__12", NODES) == "Bill Gates, career station 12"
+    )
     assert node_name("http://dbpedia.org/resource/Apple_Inc.__3", NODES) == "Apple Inc., node 3"
     assert node_name("http://dbpedia.org/resource/Bill_Gates", NODES) is None
     assert node_name("http://dbpedia.org/resource/Snake__case", NODES) is None
@@ -106,9 +112,24 @@ def test_predicate_roles_of_the_dbpedia_rules():
     assert role("skos:altLabel") is Role.ALIAS and role("owl:sameAs") is Role.SAME_AS
     assert role("dbo:wikiPageRedirects") is Role.REDIRECT  # listed: not caught by the dbo:wikiPage* pattern
     assert role("dbo:abstract") is Role.TEXT and role("rdf:type") is Role.TYPE
-    assert all(role(p) is Role.DROP for p in ("dbp:image", "dbp:imageCaption", "dbp:caption", "dbp:align", "dbp:div",
-                                              "dbp:v", "dbp:wikt", "dbp:width", "foaf:depiction", "dbo:thumbnail",
-                                              "dbo:wikiPageWikiLink", "dbo:wikiPageID", "prov:wasDerivedFrom"))
+    assert all(
+        role(p) is Role.DROP
+        for p in (
+            "dbp:image",
+            "dbp:imageCaption",
+            "dbp:caption",
+            "dbp:align",
+            "dbp:div",
+            "dbp:v",
+            "dbp:wikt",
+            "dbp:width",
+            "foaf:depiction",
+            "dbo:thumbnail",
+            "dbo:wikiPageWikiLink",
+            "dbo:wikiPageID",
+            "prov:wasDerivedFrom",
+        )
+    )
     assert role("dbo:birthPlace") is Role.FACT and role("dbp:birthPlace") is Role.FACT
     assert rules.relation(expand("dct:subject")) == "category"
     assert rules.relation(expand("dbo:birthPlace")) == "birth place"
@@ -116,9 +137,11 @@ def test_predicate_roles_of_the_dbpedia_rules():
 
 def test_rules_file_adds_removes_renames(tmp_path):
     path = tmp_path / "rules.toml"
-    path.write_text('languages = ["en", "de"]\nlong_text = "drop"\n'
-                    '[add]\ndrop_predicates = ["ex:secret*"]\n[remove]\ndrop_predicates = ["dbp:caption*"]\n'
-                    '[rename]\n"dbo:birthPlace" = "born in"\n[prefixes]\nex = "http://example.org/"\n')
+    path.write_text(
+        'languages = ["en", "de"]\nlong_text = "drop"\n'
+        '[add]\ndrop_predicates = ["ex:secret*"]\n[remove]\ndrop_predicates = ["dbp:caption*"]\n'
+        '[rename]\n"dbo:birthPlace" = "born in"\n[prefixes]\nex = "http://example.org/"\n'
+    )
     rules = load_rules(path)
     assert rules.languages == ("en", "de") and rules.long_text == "drop"
     assert rules.role("http://example.org/secretCode") is Role.DROP
@@ -129,8 +152,17 @@ def test_rules_file_adds_removes_renames(tmp_path):
     assert load_rules(None).fingerprint() == dbpedia_rules().fingerprint()
 
 
-@pytest.mark.parametrize("text", ['long_txt = "drop"', 'long_text = "summaries"', 'base = "wikidata"',
-                                  '[add]\nlong_text = ["x"]', 'prefer = [["dbo"]]', "not toml ="])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'long_txt = "drop"',
+        'long_text = "summaries"',
+        'base = "wikidata"',
+        '[add]\nlong_text = ["x"]',
+        'prefer = [["dbo"]]',
+        "not toml =",
+    ],
+)
 def test_bad_rules_are_clear_errors(tmp_path, text):
     path = tmp_path / "rules.toml"
     path.write_text(text)

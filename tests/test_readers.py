@@ -41,8 +41,10 @@ def test_ntriples_readable_names_labels_and_bad_line():
 
 def test_turtle_uses_labels():
     triples, report = read("geo.ttl")
-    assert set(triples) == {Triple("United Kingdom", "capital", "London"),
-                            Triple("United Kingdom", "official language", "English")}
+    assert set(triples) == {
+        Triple("United Kingdom", "capital", "London"),
+        Triple("United Kingdom", "official language", "English"),
+    }
     assert report.skipped == 0
 
 
@@ -86,8 +88,10 @@ def test_fact_ids_are_deterministic_and_distinct():
 def test_answer_candidates_leave_out_the_question_entity():
     from shared.facts import answer_candidates
 
-    facts = [{"subject": "Big", "object": "Tom Hanks", "prior": 0.7},
-             {"subject": "Big", "object": "1988", "prior": 0.3}]
+    facts = [
+        {"subject": "Big", "object": "Tom Hanks", "prior": 0.7},
+        {"subject": "Big", "object": "1988", "prior": 0.3},
+    ]
     assert answer_candidates(facts, {"Big"}) == ["Tom Hanks", "1988"]
     assert answer_candidates(facts, set()) == ["Tom Hanks", "Big", "1988"]
     assert answer_candidates([{"subject": "A", "object": "A", "prior": 1.0}], {"A"}) == ["A"]
@@ -96,10 +100,16 @@ def test_answer_candidates_leave_out_the_question_entity():
 def test_answer_candidates_leave_out_facts_without_weight():
     from shared.facts import answer_candidates
 
-    facts = [{"subject": "The Final Cut", "relation": "directed_by", "object": "Omar Naim", "prior": 0.98},
-             {"subject": "The Social Network", "relation": "has_tags", "object": "director", "prior": 1e-12}]
+    facts = [
+        {"subject": "The Final Cut", "relation": "directed_by", "object": "Omar Naim", "prior": 0.98},
+        {"subject": "The Social Network", "relation": "has_tags", "object": "director", "prior": 1e-12},
+    ]
     assert answer_candidates(facts, {"Omar Naim", "director"}) == ["The Final Cut"]
-    assert answer_candidates(facts, set(), min_prior=0.0) == ["Omar Naim", "The Final Cut", "director",
-                                                               "The Social Network"]
+    assert answer_candidates(facts, set(), min_prior=0.0) == [
+        "Omar Naim",
+        "The Final Cut",
+        "director",
+        "The Social Network",
+    ]
     below = [{**f, "prior": 1e-9} for f in facts]  # nothing has weight: the best fact's names all the same
     assert answer_candidates(below, {"Omar Naim"}) == ["The Final Cut"]

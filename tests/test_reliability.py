@@ -35,13 +35,22 @@ QUESTION = {"question": "Who directed Forrest Gump?", "k": 5}
 # more model work per request: free generation, up to 32 tokens in 4 beams (a constrained answer ends with a name)
 SLOW_QUESTION = {**QUESTION, "max_new_tokens": 32, "num_beams": 4, "constrain": False}
 ONE_THREAD = {"KGRAG_RETRIEVER_TORCH_THREADS": "1"}  # MiniLM runs 4x slower on 2 shared cores with 2 threads
-TINY_GENERATOR = {"KGRAG_GENERATOR_DTYPE": "float32", "KGRAG_GENERATOR_TORCH_THREADS": "1",
-                  "KGRAG_GENERATOR_RETRIEVER_READ_TIMEOUT_S": "5"}
+TINY_GENERATOR = {
+    "KGRAG_GENERATOR_DTYPE": "float32",
+    "KGRAG_GENERATOR_TORCH_THREADS": "1",
+    "KGRAG_GENERATOR_RETRIEVER_READ_TIMEOUT_S": "5",
+}
 
 
 def _ingest(data_dir, *args: str, timeout_s: float = 300) -> dict:
-    done = subprocess.run([sys.executable, "-m", "retriever_service.ingest_cli", "--data-dir", str(data_dir), *args],
-                          capture_output=True, text=True, timeout=timeout_s, check=True, env=os.environ | ONE_THREAD)
+    done = subprocess.run(
+        [sys.executable, "-m", "retriever_service.ingest_cli", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=True,
+        env=os.environ | ONE_THREAD,
+    )
     return json.loads(done.stdout)
 
 
@@ -53,6 +62,7 @@ def _load(url: str, path: str, body: dict, concurrency: int, total: int, max_sec
     async def go() -> list[Hit]:
         async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=concurrency)) as c:
             return await run_load(c, path, [body], concurrency=concurrency, total=total, max_seconds=max_seconds, **kw)
+
     return asyncio.run(go())
 
 
@@ -77,14 +87,27 @@ def services(tmp_path_factory, logs, model_dir):
     _ingest(store, "load", str(FIXTURES / "movies.txt"))
     copy = tmp_path_factory.mktemp("movies-copy") / "store"
     shutil.copytree(store, copy)
-    retriever = ServiceProcess("retriever_service", 18531, {**ONE_THREAD, "KGRAG_RETRIEVER_DATA_DIR": str(store)},
-                               logs / "retriever.log").start()
-    limited = ServiceProcess("retriever_service", 18532, {**ONE_THREAD, "KGRAG_RETRIEVER_DATA_DIR": str(copy),
-                                                          "KGRAG_RETRIEVER_MAX_IN_FLIGHT": "2"},
-                             logs / "limited.log").start()
-    generator = ServiceProcess("generator_service", 18530, {
-        **TINY_GENERATOR, "KGRAG_GENERATOR_RETRIEVER_URL": retriever.url, "KGRAG_GENERATOR_MODEL": str(model_dir),
-        "KGRAG_GENERATOR_QUEUE_SIZE": "2", "KGRAG_GENERATOR_BATCH_SIZE": "1"}, logs / "generator.log").start()
+    retriever = ServiceProcess(
+        "retriever_service", 18531, {**ONE_THREAD, "KGRAG_RETRIEVER_DATA_DIR": str(store)}, logs / "retriever.log"
+    ).start()
+    limited = ServiceProcess(
+        "retriever_service",
+        18532,
+        {**ONE_THREAD, "KGRAG_RETRIEVER_DATA_DIR": str(copy), "KGRAG_RETRIEVER_MAX_IN_FLIGHT": "2"},
+        logs / "limited.log",
+    ).start()
+    generator = ServiceProcess(
+        "generator_service",
+        18530,
+        {
+            **TINY_GENERATOR,
+            "KGRAG_GENERATOR_RETRIEVER_URL": retriever.url,
+            "KGRAG_GENERATOR_MODEL": str(model_dir),
+            "KGRAG_GENERATOR_QUEUE_SIZE": "2",
+            "KGRAG_GENERATOR_BATCH_SIZE": "1",
+        },
+        logs / "generator.log",
+    ).start()
     for service in (retriever, limited, generator):
         service.wait_ready()
     yield retriever, limited, generator
@@ -154,8 +177,9 @@ def test_retriever_killed_under_load(services, capsys):
     the generator never restarts. The restart reopens the Qdrant Edge directory after the SIGKILL."""
     retriever, _, generator = services
     pid, stop, hits = generator.proc.pid, threading.Event(), []
-    load = threading.Thread(target=lambda: hits.extend(
-        _load(generator.url, "/v1/answer", QUESTION, 2, 100_000, 120, stop=stop)))
+    load = threading.Thread(
+        target=lambda: hits.extend(_load(generator.url, "/v1/answer", QUESTION, 2, 100_000, 120, stop=stop))
+    )
     load.start()
     try:
         time.sleep(2)
@@ -171,10 +195,13 @@ def test_retriever_killed_under_load(services, capsys):
         load.join()
     down = [h for h in hits if h.status != 200]
     first_503 = min(h.started + h.seconds for h in down) - killed
-    _report(capsys, f"retriever killed: {Counter(h.status for h in hits)}; first 503 {first_503:.2f} s after the "
-                    f"kill, slowest 503 {max(h.seconds for h in down):.2f} s, "
-                    f"restart took {restarted - killed - 2:.1f} s, "
-                    f"answers {recovery_s:.2f} s after it")
+    _report(
+        capsys,
+        f"retriever killed: {Counter(h.status for h in hits)}; first 503 {first_503:.2f} s after the "
+        f"kill, slowest 503 {max(h.seconds for h in down):.2f} s, "
+        f"restart took {restarted - killed - 2:.1f} s, "
+        f"answers {recovery_s:.2f} s after it",
+    )
     assert down and all(h.status == 503 and h.code == "retriever_unavailable" and h.retry_after for h in down)
     assert max(h.seconds for h in down) < 5  # KGRAG_GENERATOR_RETRIEVER_READ_TIMEOUT_S
     assert any(h.status == 200 and h.started > restarted for h in hits)
@@ -199,8 +226,17 @@ def test_ingest_killed_half_way_then_run_again(tmp_path, encoder, capsys):
     Edge directory it left reopens, and a search finds a fact of each half."""
     n, kg, store = 20_000, tmp_path / "kg.txt", tmp_path / "store"
     kg.write_text("".join(f"e{i}|r|o{i}\n" for i in range(n)))
-    argv = [sys.executable, "-m", "retriever_service.ingest_cli", "--data-dir", str(store), "load", str(kg),
-            "--batch-size", "1000"]
+    argv = [
+        sys.executable,
+        "-m",
+        "retriever_service.ingest_cli",
+        "--data-dir",
+        str(store),
+        "load",
+        str(kg),
+        "--batch-size",
+        "1000",
+    ]
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | ONE_THREAD)
     killed_at = _kill_at(proc, n // 2)
@@ -241,9 +277,17 @@ def test_sigterm_lets_requests_in_flight_finish(services, model_dir, logs, capsy
     """SIGTERM while 8 requests are in flight (one at a time through the model): all 8 get 200, no
     connection is reset, a new connection is refused, and the process shuts down cleanly (uvicorn
     then re-raises the SIGTERM it caught, so the exit status is -SIGTERM)."""
-    generator = ServiceProcess("generator_service", 18533, {
-        **TINY_GENERATOR, "KGRAG_GENERATOR_RETRIEVER_URL": services[0].url, "KGRAG_GENERATOR_MODEL": str(model_dir),
-        "KGRAG_GENERATOR_BATCH_SIZE": "1"}, logs / "shutdown.log").start()
+    generator = ServiceProcess(
+        "generator_service",
+        18533,
+        {
+            **TINY_GENERATOR,
+            "KGRAG_GENERATOR_RETRIEVER_URL": services[0].url,
+            "KGRAG_GENERATOR_MODEL": str(model_dir),
+            "KGRAG_GENERATOR_BATCH_SIZE": "1",
+        },
+        logs / "shutdown.log",
+    ).start()
     generator.wait_ready()
 
     async def go() -> tuple[list, bool, float]:
@@ -260,8 +304,11 @@ def test_sigterm_lets_requests_in_flight_finish(services, model_dir, logs, capsy
     responses, refused, drained_s = asyncio.run(go())
     start = time.monotonic()
     code = generator.proc.wait(timeout=30)
-    _report(capsys, f"SIGTERM: {len(responses)} in flight answered in {drained_s:.2f} s, exit {code} "
-                    f"{time.monotonic() - start:.2f} s later")
+    _report(
+        capsys,
+        f"SIGTERM: {len(responses)} in flight answered in {drained_s:.2f} s, exit {code} "
+        f"{time.monotonic() - start:.2f} s later",
+    )
     assert [getattr(r, "status_code", r) for r in responses] == [200] * 8
     assert refused and code == -signal.SIGTERM
     lines = (logs / "shutdown.log").read_text().splitlines()

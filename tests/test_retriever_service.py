@@ -14,8 +14,11 @@ DEMO_SUBJECTS = {"France", "Germany", "Spain", "Italy", "Japan"}
 
 @pytest.fixture(scope="module")
 def demo_facts():
-    return [{"subject": t.subject, "relation": t.relation, "object": t.object}
-            for t in demo_triples() if t.subject in DEMO_SUBJECTS]
+    return [
+        {"subject": t.subject, "relation": t.relation, "object": t.object}
+        for t in demo_triples()
+        if t.subject in DEMO_SUBJECTS
+    ]
 
 
 @pytest.fixture(params=["edge", "memory"])
@@ -74,14 +77,17 @@ def test_stats_health_ready_metrics(client):
     assert "retriever_embed_duration_seconds_count 1.0" in text
 
 
-@pytest.mark.parametrize("body, code", [
-    ({"query": "", "k": 3}, "invalid_request"),
-    ({"query": "   ", "k": 3}, "empty_query"),
-    ({"query": "x" * 1001}, "query_too_long"),
-    ({"query": "capital of France", "k": 0}, "invalid_request"),
-    ({"query": "capital of France", "k": 101}, "k_out_of_range"),
-    ({"k": 3}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"query": "", "k": 3}, "invalid_request"),
+        ({"query": "   ", "k": 3}, "empty_query"),
+        ({"query": "x" * 1001}, "query_too_long"),
+        ({"query": "capital of France", "k": 0}, "invalid_request"),
+        ({"query": "capital of France", "k": 101}, "k_out_of_range"),
+        ({"k": 3}, "invalid_request"),
+    ],
+)
 def test_bad_search_input_is_a_422_json_error(client, body, code):
     r = client.post("/v1/search", json=body)
     assert r.status_code == 422
@@ -91,8 +97,9 @@ def test_bad_search_input_is_a_422_json_error(client, body, code):
 
 def test_bad_facts_are_rejected_and_nothing_is_lost(client):
     before = client.get("/v1/stats").json()["facts"]
-    bad = {"facts": [{"subject": "A", "relation": "r", "object": "B"},
-                     {"subject": " ", "relation": "r", "object": "C"}]}
+    bad = {
+        "facts": [{"subject": "A", "relation": "r", "object": "B"}, {"subject": " ", "relation": "r", "object": "C"}]
+    }
     r = client.post("/v1/facts", json=bad)
     assert r.status_code == 422 and r.json()["error"]["code"] == "malformed_fact"
     assert client.post("/v1/facts", json={"facts": [{"subject": "A"}]}).status_code == 422

@@ -12,8 +12,13 @@ from generator_service.settings import GeneratorSettings
 from retriever_transport import FACTS, RetrieverTransport, running_retriever
 from shared.retriever_api import PathOptions
 
-QUESTIONS = ["What is the capital of France?", "What is the capital of Germany?", "Which country borders France?",
-             "Where is Paris?", "Berlin?"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "What is the capital of Germany?",
+    "Which country borders France?",
+    "Where is Paris?",
+    "Berlin?",
+]
 MAX_QUERY_CHARS = 200
 TWO = PathOptions(k=2)
 
@@ -50,7 +55,10 @@ def test_searches_that_arrive_during_a_call_go_together(retriever):
 
     calls, results, alone = asyncio.run(main())
     assert [(path, queries) for path, queries, _ in calls[:3]] == [
-        ("/v1/paths", QUESTIONS[:1]), ("/v1/paths/batch", QUESTIONS[1:4]), ("/v1/paths", QUESTIONS[4:])]
+        ("/v1/paths", QUESTIONS[:1]),
+        ("/v1/paths/batch", QUESTIONS[1:4]),
+        ("/v1/paths", QUESTIONS[4:]),
+    ]
     assert [request_id for *_, request_id in calls[:3]] == ["req-0", "req-1,req-2,req-3", "req-4"]
     for result, single in zip(results, alone, strict=True):
         assert result.query == single.query
@@ -61,22 +69,27 @@ def test_searches_that_arrive_during_a_call_go_together(retriever):
 def test_a_batch_of_questions_goes_whole_with_the_searches_waiting_beside_it(retriever):
     """A batch request's questions are one group: coalesced with other waiting searches when they fit in
     max_batch, alone (never split) when they do not; each gets its own result, in order."""
+
     async def main():
         gate = RetrieverTransport(retriever.app, held=True)
         coalescer = SearchCoalescer(_client(gate), max_batch=3)
         first = asyncio.create_task(coalescer.search(QUESTIONS[0], TWO, "req-0"))
         await asyncio.sleep(0.05)
-        waiting = [asyncio.create_task(coalescer.search_many(QUESTIONS[1:3], TWO, "req-1")),
-                   asyncio.create_task(coalescer.search(QUESTIONS[3], TWO, "req-2")),
-                   asyncio.create_task(coalescer.search_many(QUESTIONS, TWO, "req-3"))]
+        waiting = [
+            asyncio.create_task(coalescer.search_many(QUESTIONS[1:3], TWO, "req-1")),
+            asyncio.create_task(coalescer.search(QUESTIONS[3], TWO, "req-2")),
+            asyncio.create_task(coalescer.search_many(QUESTIONS, TWO, "req-3")),
+        ]
         await asyncio.sleep(0.05)
         gate.open.set()
         return gate.calls, await asyncio.gather(first, *waiting)
 
     calls, (first, pair, single, all_five) = asyncio.run(main())
     assert [(path, queries, request_id) for path, queries, request_id in calls] == [
-        ("/v1/paths", QUESTIONS[:1], "req-0"), ("/v1/paths/batch", QUESTIONS[1:4], "req-1,req-2"),
-        ("/v1/paths/batch", QUESTIONS, "req-3")]
+        ("/v1/paths", QUESTIONS[:1], "req-0"),
+        ("/v1/paths/batch", QUESTIONS[1:4], "req-1,req-2"),
+        ("/v1/paths/batch", QUESTIONS, "req-3"),
+    ]
     assert [r.query for r in pair] == QUESTIONS[1:3] and single.query == QUESTIONS[3]
     assert [r.query for r in all_five] == QUESTIONS
 

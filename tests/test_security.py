@@ -37,10 +37,12 @@ def test_unsafe_settings_refused_outside_development():
     with pytest.raises(UnsafeSettings, match="shorter"):
         check_deployment("production", "127.0.0.1", SecretStr("short"), {})
     with pytest.raises(UnsafeSettings, match="clear text"):
-        check_deployment("production", "127.0.0.1", SecretStr(KEY),
-                         {"Qdrant": ("http://qdrant.example:6333", SecretStr(KEY))})
-    check_deployment("production", "0.0.0.0", SecretStr(KEY),
-                     {"Qdrant": ("https://qdrant.example:6333", SecretStr(KEY))})
+        check_deployment(
+            "production", "127.0.0.1", SecretStr(KEY), {"Qdrant": ("http://qdrant.example:6333", SecretStr(KEY))}
+        )
+    check_deployment(
+        "production", "0.0.0.0", SecretStr(KEY), {"Qdrant": ("https://qdrant.example:6333", SecretStr(KEY))}
+    )
     check_deployment("development", "0.0.0.0", None, {})
     with pytest.raises(UnsafeSettings):
         create_app(RetrieverSettings(environment="production", host="0.0.0.0"))
@@ -57,8 +59,9 @@ def test_generator_passes_its_retriever_key(tmp_path, encoder):
     retriever = create_app(RetrieverSettings(qdrant_url=":memory:", data_dir=tmp_path, api_key=KEY), encoder=encoder)
     with TestClient(retriever) as r:
         fact = {"subject": "France", "relation": "capital", "object": "Paris"}
-        assert r.post("/v1/facts", json={"facts": [fact]},
-                      headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        assert (
+            r.post("/v1/facts", json={"facts": [fact]}, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        )
         transport = httpx.ASGITransport(app=retriever)
         rag = RagGenerator(tiny_lm())
         for key, status in ((KEY, 200), ("wrong-key-0123456789", 502)):

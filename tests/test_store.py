@@ -37,18 +37,31 @@ def test_congruence_across_backends(tmp_path):
         fill(s, triples, vectors)
     edge.optimize()  # builds the HNSW index
     queries = np.random.default_rng(1).normal(size=(24, DIM)).astype(np.float32)
-    filters = [None, FactFilter(("e3",)), FactFilter(("o17", "e5")), FactFilter(("nobody",)),
-               FactFilter(("e3", "e5"), side="subject", relation="r3"), FactFilter(("o17", "o3"), side="object"),
-               FactFilter(("e3", "o17"), relation="r3"), FactFilter(("e3",), side="object")] * 3
+    filters = [
+        None,
+        FactFilter(("e3",)),
+        FactFilter(("o17", "e5")),
+        FactFilter(("nobody",)),
+        FactFilter(("e3", "e5"), side="subject", relation="r3"),
+        FactFilter(("o17", "o3"), side="object"),
+        FactFilter(("e3", "o17"), relation="r3"),
+        FactFilter(("e3",), side="object"),
+    ] * 3
     got_edge = edge.search(queries[: len(filters)], 10, filters)
     got_memory = memory.search(queries[: len(filters)], 10, filters)
     for a, b, f in zip(got_edge, got_memory, filters, strict=True):
         assert [h.id for h in a] == [h.id for h in b]
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
         if f:
-            expected = [t for t in triples if (f.relation is None or t.relation == f.relation) and (
-                (f.side in (None, "subject") and t.subject in f.names)
-                or (f.side in (None, "object") and t.object in f.names))]
+            expected = [
+                t
+                for t in triples
+                if (f.relation is None or t.relation == f.relation)
+                and (
+                    (f.side in (None, "subject") and t.subject in f.names)
+                    or (f.side in (None, "object") and t.object in f.names)
+                )
+            ]
             assert {h.id for h in a} <= {t.id for t in expected} and len(a) == min(10, len(expected))
     assert got_edge[3] == [] == got_edge[7] and edge.count() == memory.count() == len(triples)
     assert sorted(h.payload["object"] for h in got_edge[4]) == ["o283", "o3", "o45"]  # i = 3 (mod 7), 3 or 5 (mod 40)

@@ -55,5 +55,6 @@ def tiny_llama(vocab_size: int, attention: str = "sdpa", seed: int = 0) -> Llama
 def tiny_lm(chat_template: str | None = CHAT_TEMPLATE, attention: str = "sdpa") -> LoadedLM:
     tokenizer = tiny_tokenizer(chat_template)
     model = tiny_llama(len(tokenizer), attention)
-    return LoadedLM(model=model, tokenizer=tokenizer, name="tiny-llama", device=torch.device("cpu"),
-                    dtype=torch.float32)
+    return LoadedLM(
+        model=model, tokenizer=tokenizer, name="tiny-llama", device=torch.device("cpu"), dtype=torch.float32
+    )

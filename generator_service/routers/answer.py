@@ -59,8 +59,9 @@ async def answer(body: AnswerRequest, state: State, generator: Generator, reques
 
 
 @router.post("/answer/batch", response_model=BatchAnswerResponse)
-async def answer_batch(body: BatchAnswerRequest, state: State, generator: Generator,
-                       request_id: RequestId) -> BatchAnswerResponse:
+async def answer_batch(
+    body: BatchAnswerRequest, state: State, generator: Generator, request_id: RequestId
+) -> BatchAnswerResponse:
     """Many questions with the same options: one retriever call (with concurrent searches), then all
     questions are queued together."""
     start = time.perf_counter()
@@ -83,18 +84,37 @@ async def score(body: ScoreRequest, state: State, generator: Generator, request_
     retrieve_ms = _ms_since(start)
     common = dict(question=body.question, answer=body.answer, model=generator.name, linked=found.linked)
     if not found.paths:
-        return ScoreResponse(**common, log_prob=None, prob=None, paths=[], facts=[], note=found.note or NO_PATH_NOTE,
-                             timings=_timings(retrieve_ms, None, start))
+        return ScoreResponse(
+            **common,
+            log_prob=None,
+            prob=None,
+            paths=[],
+            facts=[],
+            note=found.note or NO_PATH_NOTE,
+            timings=_timings(retrieve_ms, None, start),
+        )
     job = ScoreJob(body.question, [p.text for p in found.paths], _log_priors(found.paths), body.answer)
     [outcome] = await state.scores.run([job], state.settings.answer_timeout_s)
     result = outcome.result
     paths = _scored_paths(found.paths, result.facts)
-    return ScoreResponse(**common, log_prob=result.log_prob, prob=math.exp(result.log_prob), paths=paths,
-                         facts=_scored_facts(paths), timings=_timings(retrieve_ms, outcome, start))
+    return ScoreResponse(
+        **common,
+        log_prob=result.log_prob,
+        prob=math.exp(result.log_prob),
+        paths=paths,
+        facts=_scored_facts(paths),
+        timings=_timings(retrieve_ms, outcome, start),
+    )
 
 
-async def _answer_all(state: GeneratorState, model: str, options: GenerationOptions, found: list[PathSearchResponse],
-                      max_new_tokens: int, start: float) -> list[AnswerResponse]:
+async def _answer_all(
+    state: GeneratorState,
+    model: str,
+    options: GenerationOptions,
+    found: list[PathSearchResponse],
+    max_new_tokens: int,
+    start: float,
+) -> list[AnswerResponse]:
     """Queue the questions the graph can answer (all at once) and answer each; the others get the retriever's note."""
     retrieve_ms = _ms_since(start)
     requests = {i: rag_request(r, options, max_new_tokens) for i, r in enumerate(found) if answerable(r)}
@@ -111,8 +131,13 @@ def rag_request(found: PathSearchResponse, options: GenerationOptions, max_new_t
     """The paths as documents; constrained to the ends of those with weight (`shared.facts.candidate_names`)."""
     allowed = allowed_answers(found) if options.constrain else None
     return RagRequest(
-        question=found.query, facts=[p.text for p in found.paths], log_priors=_log_priors(found.paths),
-        mode=options.mode, max_new_tokens=max_new_tokens, num_beams=options.num_beams, allowed_answers=allowed,
+        question=found.query,
+        facts=[p.text for p in found.paths],
+        log_priors=_log_priors(found.paths),
+        mode=options.mode,
+        max_new_tokens=max_new_tokens,
+        num_beams=options.num_beams,
+        allowed_answers=allowed,
     )
 
 
@@ -124,19 +149,46 @@ def allowed_answers(found: PathSearchResponse) -> list[str]:
     return candidate_names(documents, linked, answer_set={a.name for a in found.answers})
 
 
-def _answer_response(found: PathSearchResponse, options: GenerationOptions, model: str,
-                     outcome: Outcome[RagResult] | None, retrieve_ms: float, start: float) -> AnswerResponse:
-    common = dict(question=found.query, mode=options.mode, model=model, linked=found.linked,
-                  timings=_timings(retrieve_ms, outcome, start))
+def _answer_response(
+    found: PathSearchResponse,
+    options: GenerationOptions,
+    model: str,
+    outcome: Outcome[RagResult] | None,
+    retrieve_ms: float,
+    start: float,
+) -> AnswerResponse:
+    common = dict(
+        question=found.query,
+        mode=options.mode,
+        model=model,
+        linked=found.linked,
+        timings=_timings(retrieve_ms, outcome, start),
+    )
     if outcome is None:
-        return AnswerResponse(**common, answer=None, log_prob=None, prob=None, complete=None, answers=[], paths=[],
-                              facts=[], note=found.note or NO_PATH_NOTE)
+        return AnswerResponse(
+            **common,
+            answer=None,
+            log_prob=None,
+            prob=None,
+            complete=None,
+            answers=[],
+            paths=[],
+            facts=[],
+            note=found.note or NO_PATH_NOTE,
+        )
     result = outcome.result
     paths = _scored_paths(found.paths, result.facts)
     answers = sorted(found.answers, key=lambda a: (-a.prob, a.name != result.answer))  # stable: the retriever's order
-    return AnswerResponse(**common, answer=result.answer, log_prob=result.log_prob, prob=math.exp(result.log_prob),
-                          complete=result.complete, answers=[AnswerItem(**a.model_dump()) for a in answers],
-                          paths=paths, facts=_scored_facts(paths))
+    return AnswerResponse(
+        **common,
+        answer=result.answer,
+        log_prob=result.log_prob,
+        prob=math.exp(result.log_prob),
+        complete=result.complete,
+        answers=[AnswerItem(**a.model_dump()) for a in answers],
+        paths=paths,
+        facts=_scored_facts(paths),
+    )
 
 
 def _log_priors(paths: list[PathOut]) -> list[float]:
@@ -146,8 +198,12 @@ def _log_priors(paths: list[PathOut]) -> list[float]:
 
 def _scored_paths(paths: list[PathOut], shares: list[FactShare]) -> list[ScoredPath]:
     """The retrieved paths in the retriever's order, with the generator's likelihood and posterior of each."""
-    return [ScoredPath(**paths[s.index].model_dump(), likelihood=math.exp(s.log_likelihood),
-                       posterior=math.exp(s.log_posterior)) for s in sorted(shares, key=lambda s: s.index)]
+    return [
+        ScoredPath(
+            **paths[s.index].model_dump(), likelihood=math.exp(s.log_likelihood), posterior=math.exp(s.log_posterior)
+        )
+        for s in sorted(shares, key=lambda s: s.index)
+    ]
 
 
 def _scored_facts(paths: list[ScoredPath]) -> list[ScoredFact]:
@@ -160,15 +216,27 @@ def _scored_facts(paths: list[ScoredPath]) -> list[ScoredFact]:
                 seen.prior += path.prior
                 seen.posterior += path.posterior
             else:
-                facts[fact.id] = ScoredFact(id=fact.id, subject=fact.subject, relation=fact.relation,
-                                            object=fact.object, text=fact.text, score=path.score, prior=path.prior,
-                                            likelihood=path.likelihood, posterior=path.posterior)
+                facts[fact.id] = ScoredFact(
+                    id=fact.id,
+                    subject=fact.subject,
+                    relation=fact.relation,
+                    object=fact.object,
+                    text=fact.text,
+                    score=path.score,
+                    prior=path.prior,
+                    likelihood=path.likelihood,
+                    posterior=path.posterior,
+                )
     return list(facts.values())
 
 
 def _timings(retrieve_ms: float, outcome: Outcome | None, start: float) -> Timings:
-    return Timings(retrieve_ms=retrieve_ms, queue_ms=outcome.queue_ms if outcome else 0.0,
-                   generate_ms=outcome.run_ms if outcome else 0.0, total_ms=_ms_since(start))
+    return Timings(
+        retrieve_ms=retrieve_ms,
+        queue_ms=outcome.queue_ms if outcome else 0.0,
+        generate_ms=outcome.run_ms if outcome else 0.0,
+        total_ms=_ms_since(start),
+    )
 
 
 def _ms_since(start: float) -> float:

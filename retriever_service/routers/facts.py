@@ -17,8 +17,9 @@ router = APIRouter(prefix="/v1", tags=["facts"])
 
 def _check_size(state: State, n: int) -> None:
     if n > state.settings.max_facts_per_request:
-        raise ServiceError(422, "too_many_facts",
-                           f"{n} facts in one request; the limit is {state.settings.max_facts_per_request}")
+        raise ServiceError(
+            422, "too_many_facts", f"{n} facts in one request; the limit is {state.settings.max_facts_per_request}"
+        )
 
 
 def _triple(fact) -> Triple:

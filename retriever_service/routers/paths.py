@@ -30,8 +30,9 @@ def paths(body: PathSearchRequest, state: State) -> PathSearchResponse:
 def paths_batch(body: BatchPathSearchRequest, state: State) -> BatchPathSearchResponse:
     """Many queries with the same options, searched together (one store call per chain step)."""
     if len(body.queries) > state.settings.max_batch:
-        raise ServiceError(422, "batch_too_large",
-                           f"{len(body.queries)} queries; the limit is {state.settings.max_batch}")
+        raise ServiceError(
+            422, "batch_too_large", f"{len(body.queries)} queries; the limit is {state.settings.max_batch}"
+        )
     return BatchPathSearchResponse(results=_run(state, body.queries, body))
 
 
@@ -41,5 +42,3 @@ def _run(state: State, queries: list[str], options: PathOptions) -> list[PathSea
     path_limits(state.settings, options)  # 422 for bounds past their limits, before the store is asked
     with store_errors(state):
         return search_replies(state.path_search(), state.settings, queries, options)
-
-

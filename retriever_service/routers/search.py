@@ -29,7 +29,9 @@ def _run(state: State, queries: list[str], k: int | None, link: bool) -> list[Se
 
 def _response(result: SearchResult, k: int, tau: float) -> SearchResponse:
     return SearchResponse(
-        query=result.query, k=k, tau=tau,
+        query=result.query,
+        k=k,
+        tau=tau,
         linked=[LinkedEntityOut(mention=e.mention, names=list(e.names), hinted=e.hinted) for e in result.linked],
         facts=[FactOut(**vars(f)) for f in result.facts],
     )
@@ -45,6 +47,7 @@ def search(body: SearchRequest, state: State) -> SearchResponse:
 def search_batch(body: BatchSearchRequest, state: State) -> BatchSearchResponse:
     """Many queries in one call (embedded together, searched as one Qdrant batch)."""
     if len(body.queries) > state.settings.max_batch:
-        raise ServiceError(422, "batch_too_large",
-                           f"{len(body.queries)} queries; the limit is {state.settings.max_batch}")
+        raise ServiceError(
+            422, "batch_too_large", f"{len(body.queries)} queries; the limit is {state.settings.max_batch}"
+        )
     return BatchSearchResponse(results=_run(state, body.queries, body.k, body.link))
