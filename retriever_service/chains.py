@@ -17,10 +17,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from shared.facts import relation_label
+from shared.names import fold_tokens
 
 INVERSE = "^-1"
 SEPARATOR = "/"
 MAX_HOPS = 3
+STEM = 4  # letters two words must share at their start to name the same thing ("border", "borders")
+_FUNCTION_WORDS = frozenset("a an the of in on at to by for with has have is are was from and or".split())
 NONE_KEY = "<none>"  # the prior's key for a question about something the graph has no relation for
 
 
@@ -61,3 +64,23 @@ def is_chain_key(key: str) -> bool:
 def chain_words(chain: Chain) -> str:
     """A chain for people: 'starred actors (reversed) -> directed by'."""
     return " -> ".join(relation_label(s.relation) + (" (reversed)" if s.inverse else "") for s in chain)
+
+
+def content_words(text: str) -> list[str]:
+    """The folded words of a text that can name a relation ("has genre" -> ["genre"])."""
+    return [w for w in fold_tokens(text) if w not in _FUNCTION_WORDS]
+
+
+def named_share(chain: Chain, question_words: list[str]) -> float:
+    """The share of the chain's steps whose relation the question names: a question word shares its first STEM
+    letters with a word of the relation's label, each question word naming one step at most ("which countries
+    border X" names one step of borders/borders, and no step of borders/population but the first)."""
+    free = list(question_words)
+    named = 0
+    for step in chain:
+        stems = {w[:STEM] for w in content_words(relation_label(step.relation))}
+        hit = next((w for w in free if w[:STEM] in stems), None)
+        if hit is not None:
+            free.remove(hit)
+            named += 1
+    return named / len(chain)

@@ -10,10 +10,11 @@ at most `paths_per_chain` per chain, the best first. A path that ends at an inte
 walked through by one more step ("joined through"). What a cap cut is counted in `Cuts`.
 
 Scores, as for facts (`retrieval.py`): a path's score is the mean cosine of its facts to the
-question plus `weight * log p(c | x, m)`, less `mention_penalty` per rank of m below the linker's
-first mention (a title word such as "Together" in "who wrote films together with X"); the k best paths are the
-documents, with the prior
-p(d|x) = softmax(score / tau) over them. A chain's probability is the softmax of its best path's
+question plus `weight * log p(c | x, m)`, plus `naming_weight` times the share of the chain's steps
+whose relation the question names (`chains.named_share`: "which countries border X" names one step
+of borders/borders), less `mention_penalty` per rank of m below the linker's first mention (a title
+word such as "Together" in "who wrote films together with X"); the k best paths are the documents,
+with the prior p(d|x) = softmax(score / tau) over them. A chain's probability is the softmax of its best path's
 score over the grounded chains, and an entity's probability of being an answer is the sum of the
 probabilities of the chains that reach it: P(y in Y | x) = sum_c p(c|x) [y in ends(c)].
 `support` is the chain prior's mass (as fitted, at temperature 1) on the grounded chains of the best
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retriever_service.chains import MAX_HOPS, NONE_KEY, Chain, Step, chain_key, parse_chain
+from retriever_service.chains import MAX_HOPS, NONE_KEY, Chain, Step, chain_key, content_words, named_share, parse_chain
 from retriever_service.encoder import Encoder
 from retriever_service.entity_linking import EntityIndex, LinkedEntity, mask_mention
 from retriever_service.relation_prior import RelationPrior
@@ -133,6 +134,7 @@ class ChainResult:
     chain: Chain
     log_prob: float  # log p(c | x, m) from the chain prior
     paths: list[Path]  # complete, best first
+    named: float = 0.0  # the share of its steps the question names (`chains.named_share`)
     best_score: float = -math.inf
     prob: float = 0.0  # p(c|x) among the grounded chains
 
@@ -212,7 +214,8 @@ class PathSearch:
         self.observe("embed", time.perf_counter() - start)
         cuts = [Cuts() for _ in queries]
         candidates = [
-            self._candidates(r, linked, limits, cut) for r, linked, cut in zip(readings, links, cuts, strict=True)
+            self._candidates(r, linked, content_words(q), limits, cut)
+            for q, r, linked, cut in zip(queries, readings, links, cuts, strict=True)
         ]
         start = time.perf_counter()
         grounded = self._ground(vectors[: len(queries)], links, candidates, limits, cuts)
@@ -223,20 +226,26 @@ class PathSearch:
         ]
 
     def _candidates(
-        self, reading: np.ndarray, linked: list[LinkedEntity], limits: PathLimits, cuts: Cuts
+        self, reading: np.ndarray, linked: list[LinkedEntity], words: list[str], limits: PathLimits, cuts: Cuts
     ) -> list[ChainResult]:
-        """The beam: each mention's most likely chains of at most max_hops steps that can start from it (its first
-        step leaves one of its names), from its reading (M, R); chains as likely as the last one kept are kept too
-        (an unfitted prior ties them all: cosine decides among them)."""
+        """The beam: each mention's best chains of at most max_hops steps that can start from it (its first step
+        leaves one of its names), by their term in the score (`_chain_term`), from its reading (M, R) and the
+        question's words; chains as good as the last one kept are kept too (an unfitted prior ties them all:
+        cosine decides among them)."""
         columns = [i for i, chain in self._chains.items() if len(chain) <= limits.max_hops]
         out: list[ChainResult] = []
         for mention, row in enumerate(reading):
             starts = self.entities.steps_from(linked[mention].names)
-            ranked = sorted((i for i in columns if tuple(self._chains[i][0]) in starts), key=lambda i: -row[i])
-            last = row[ranked[min(limits.beam, len(ranked)) - 1]] if ranked else 0.0
-            best = [i for n, i in enumerate(ranked) if n < limits.beam or row[i] >= last]
-            out.extend(ChainResult(mention, self._chains[i], float(row[i]), []) for i in best)
-            cuts.chains_not_grounded += len(ranked) - len(best)
+            chains = [
+                ChainResult(mention, self._chains[i], float(row[i]), [], named_share(self._chains[i], words))
+                for i in columns
+                if tuple(self._chains[i][0]) in starts
+            ]
+            chains.sort(key=lambda c: -self._chain_term(c))
+            last = self._chain_term(chains[min(limits.beam, len(chains)) - 1]) if chains else 0.0
+            best = [c for n, c in enumerate(chains) if n < limits.beam or self._chain_term(c) >= last]
+            out.extend(best)
+            cuts.chains_not_grounded += len(chains) - len(best)
         return out
 
     def _ground(
@@ -366,8 +375,10 @@ class PathSearch:
         return PathSearchResult(query, linked, documents, chains, answers, support, best_chain, cuts)
 
     def _chain_term(self, chain: ChainResult) -> float:
-        """What a chain adds to its paths' mean cosine: weight * log p(c | x, m), less the penalty of m's rank."""
-        return self.chain_prior.weight * chain.log_prob - self.chain_prior.mention_penalty * chain.mention
+        """What a chain adds to its paths' mean cosine: weight * log p(c | x, m), plus naming_weight times the share
+        of its steps the question names, less the penalty of m's rank."""
+        prior = self.chain_prior
+        return prior.weight * chain.log_prob + prior.naming_weight * chain.named - prior.mention_penalty * chain.mention
 
     def _support(self, chains: list[ChainResult], reading: np.ndarray) -> tuple[int | None, str | None, float]:
         """(best mention, its most likely chain, the prior's mass on its grounded chains). The mass is that of

@@ -26,6 +26,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 WEIGHTS = (0.1, 0.3, 1.0, 3.0)
 TEMPERATURES = (0.5, 1.0, 2.0)  # of the regression's logits
 MENTION_PENALTIES = (0.0, 0.1, 0.3)  # tried after weight and temperature, with the best of those
+NAMING_WEIGHTS = (0.0, 0.1, 0.3)  # tried last, with the best of the others
 MIN_TUNING = 50  # held-out answerable questions the abstention threshold needs to be chosen
 KEEP_ANSWERED = 0.98  # share of held-out answerable questions the abstention threshold must still answer
 # ... when they are all generated: their phrasings are the prior's own, so people's questions sit lower
@@ -162,37 +164,7 @@ def fit_chain_prior(
     evaluated = held[:max_eval]
     fitted = RelationPrior.fit(vectors[train], [labels[i] for i in train])
     tuning = evaluated[: max_eval // 3]
-    grid = [
-        _grid_point(
-            search,
-            fitted,
-            questions,
-            tuning,
-            labels,
-            limits,
-            weight=w,
-            temperature=t,
-            mention_penalty=MENTION_PENALTIES[0],
-        )
-        for w, t in itertools.product(WEIGHTS, TEMPERATURES)
-    ]
-    best = max(grid, key=_rank)
-    grid += [
-        _grid_point(
-            search,
-            fitted,
-            questions,
-            tuning,
-            labels,
-            limits,
-            weight=best["weight"],
-            temperature=best["temperature"],
-            mention_penalty=m,
-        )
-        for m in MENTION_PENALTIES[1:]
-    ]
-    best = max(grid, key=_rank)
-    chosen = {name: best[name] for name in ("weight", "temperature", "mention_penalty")}
+    chosen, grid = _tune(search, fitted, questions, tuning, labels, limits)
     search.prior = dataclasses.replace(fitted, **chosen)
     scores = _scores(search, questions, evaluated, limits)
     held_out = _thresholds(scores, [labels[i] for i in evaluated], [questions[i] for i in evaluated], keep)
@@ -213,11 +185,28 @@ def fit_chain_prior(
         sum(not ls for ls in labels),
         len(prior.keys),
         grid,
-        best,
+        max(grid, key=_rank),
         held_out,
         {k: round(v, 1) for k, v in seconds.items()},
     )
     return prior, report
+
+
+def _tune(search, fitted, questions, tuning, labels, limits) -> tuple[dict[str, Any], list[dict]]:
+    """Weight and temperature on a grid, then the mention penalty, then the naming weight, each with the best of
+    those before it, by `_rank` on the tuning questions; the values chosen and every point tried."""
+    best: dict[str, Any] = {"mention_penalty": MENTION_PENALTIES[0], "naming_weight": NAMING_WEIGHTS[0]}
+    trials = [
+        [{"weight": w, "temperature": t} for w, t in itertools.product(WEIGHTS, TEMPERATURES)],
+        [{"mention_penalty": m} for m in MENTION_PENALTIES[1:]],
+        [{"naming_weight": n} for n in NAMING_WEIGHTS[1:]],
+    ]
+    points: list[dict] = []
+    for trial in trials:
+        points += [_grid_point(search, fitted, questions, tuning, labels, limits, **(best | v)) for v in trial]
+        top = max(points, key=_rank)
+        best = {name: top[name] for name in ("weight", "temperature", "mention_penalty", "naming_weight")}
+    return best, points
 
 
 def _rank(point: dict) -> tuple:

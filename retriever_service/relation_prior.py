@@ -50,6 +50,7 @@ class RelationPrior:
     temperature: float = 1.0
     weight: float = 0.3
     mention_penalty: float = 0.0  # subtracted from a path's score per rank of its mention below the linker's first
+    naming_weight: float = 0.0  # added to a path's score times the share of its chain's steps the question names
     # P(y in Y|x) an answer needs to be in the answer set, chosen on held-out questions
     answer_threshold: float | None = None
     abstain_threshold: float | None = None  # support under which the question is "not in the graph", likewise
@@ -108,6 +109,7 @@ class RelationPrior:
                 "temperature": self.temperature,
                 "weight": self.weight,
                 "mention_penalty": self.mention_penalty,
+                "naming_weight": self.naming_weight,
                 "answer_threshold": self.answer_threshold,
                 "abstain_threshold": self.abstain_threshold,
             }
@@ -138,6 +140,7 @@ class RelationPrior:
                 temperature=meta["temperature"],
                 weight=meta["weight"],
                 mention_penalty=meta.get("mention_penalty", 0.0),
+                naming_weight=meta.get("naming_weight", 0.0),
                 answer_threshold=meta.get("answer_threshold"),
                 abstain_threshold=meta.get("abstain_threshold"),
             )
