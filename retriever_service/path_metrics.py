@@ -24,6 +24,11 @@ class PathScore:
     probs: dict[str, float]  # every returned answer's probability of being an answer, by folded name
     gold: frozenset[str]  # folded gold answers
 
+    @property
+    def gold_prob(self) -> float:
+        """The highest probability of being an answer that the search gave a gold answer (0 for none)."""
+        return max((self.probs.get(name, 0.0) for name in self.gold), default=0.0)
+
     def answer_set(self, threshold: float) -> set[str]:
         return {name for name, prob in self.probs.items() if prob >= threshold}
 

@@ -210,8 +210,9 @@ def _tune(search, fitted, questions, tuning, labels, limits) -> tuple[dict[str, 
 
 
 def _rank(point: dict) -> tuple:
-    """Hits@1 first, then chain recall; among equals, the first tried (the smallest mention penalty)."""
-    return point["hits@1"], point["chain_recall"]
+    """Hits@1 first, then chain recall, then the probability the answer set gives the gold answers; among
+    equals, the first tried (the smallest mention penalty and naming weight)."""
+    return point["hits@1"], point["chain_recall"], round(point["gold_prob"], 4)
 
 
 def _grid_point(search, fitted, questions, rows, labels, limits, **values: float) -> dict:
@@ -223,6 +224,7 @@ def _grid_point(search, fitted, questions, rows, labels, limits, **values: float
         "questions": len(scores),
         "hits@1": float(np.mean([s.hit for s in scores])) if scores else 0.0,
         "chain_recall": float(np.mean([s.chain_recall for s in scores])) if scores else 0.0,
+        "gold_prob": float(np.mean([s.gold_prob for s in scores])) if scores else 0.0,
     }
     log.info("grid %s", point)
     return point
