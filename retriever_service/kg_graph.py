@@ -49,6 +49,13 @@ class KGGraph:
     def relations(self) -> set[str]:
         return {step.relation for steps in self._steps.values() for step in steps}
 
+    def symmetric(self, relation: str) -> bool:
+        """Whether most of the relation's edges also run the other way (borders, spouse, shares_border_with)."""
+        forward = [(e, reached) for (e, step), reached in self._next.items() if step == Step(relation)]
+        edges = sum(len(reached) for _, reached in forward)
+        back = sum(e in self._next.get((t, Step(relation)), ()) for e, reached in forward for t in reached)
+        return edges > 0 and back >= edges / 2
+
     def steps_from(self, entities: Iterable[str]) -> set[Step]:
         return set().union(*(self._steps.get(e, ()) for e in entities))
 

@@ -135,6 +135,11 @@ def phrase_question(entity: str, chain: Chain, answers: int, rng: random.Random)
     return rng.choice(forms).format(np=noun_phrase(entity, chain, rng))
 
 
+def _repeats(chain: Chain, symmetric: set[str]) -> bool:
+    """Whether a chain takes one step twice in a row, or a symmetric relation twice in a row."""
+    return any(a == b or (a.relation == b.relation and a.relation in symmetric) for a, b in zip(chain, chain[1:], strict=False))
+
+
 def chain_questions(
     graph: KGGraph,
     *,
@@ -147,12 +152,19 @@ def chain_questions(
 ) -> list[GeneratedQuestion]:
     """Up to per_chain questions for each chain of at most max_hops steps that some entity's walk answers with
     1 to max_answers entities; entities are visited in a seeded order, at most max_entities of them, and a
-    chain answered from fewer than min_topics entities is left out (a chance composition, not a relation)."""
+    chain answered from fewer than min_topics entities is left out (a chance composition, not a relation), and
+    so is one that takes the same step twice in a row, or a symmetric relation twice ("the borders of the
+    borders of X"): written in the same words as the one-step question, these drew the prior to themselves
+    (borders/borders, borders/borders^-1... four of them to the one-step question's two). A relation and its
+    inverse stay when the relation is not symmetric ("films that share an actor with X")."""
+    symmetric = {r for r in graph.relations() if graph.symmetric(r)}
     entities = sorted(e for e in graph.entities() if graph.is_answer(e))
     rng.shuffle(entities)
     found: dict[str, list[GeneratedQuestion]] = defaultdict(list)
     for entity in entities[:max_entities]:
         for chain, answers in graph.chains_from({entity}, max_hops, max_frontier=max_answers * 20):
+            if _repeats(chain, symmetric):
+                continue
             bucket = found[chain_key(chain)]
             if len(answers) <= max_answers and len(bucket) < per_chain:
                 text = phrase_question(entity, chain, len(answers), rng)

@@ -1,0 +1,32 @@
+"""Questions written from a KG's own chains: which chains get questions."""
+
+import random
+
+from retriever_service.kg_graph import KGGraph
+from retriever_service.question_generation import chain_questions
+
+COUNTRIES = ["A", "B", "C", "D", "E", "F"]
+CURRENCY = {"A": "Euro", "B": "Euro", "C": "Euro", "D": "Franc", "E": "Franc", "F": "Franc"}
+BORDERS = [("A", "B"), ("B", "C"), ("C", "D"), ("D", "E"), ("E", "F"), ("F", "A"), ("A", "D")]
+
+
+def graph() -> KGGraph:
+    payloads = [{"subject": c, "relation": "currency", "object": CURRENCY[c]} for c in COUNTRIES]
+    for a, b in BORDERS:  # stored both ways, as the demo KG stores borders
+        payloads += [{"subject": a, "relation": "borders", "object": b}, {"subject": b, "relation": "borders", "object": a}]
+    return KGGraph.of(payloads)
+
+
+def test_symmetry_is_read_from_the_edges():
+    g = graph()
+    assert g.symmetric("borders") and not g.symmetric("currency")
+
+
+def test_a_symmetric_relation_twice_gets_no_question_but_a_relation_and_its_inverse_do():
+    questions = chain_questions(graph(), max_hops=2, per_chain=20, max_answers=10, rng=random.Random(0), min_topics=1)
+    chains = {q.chain for q in questions}
+    assert "borders" in chains and "currency" in chains
+    assert "currency/currency^-1" in chains  # the countries that share X's currency
+    assert not any(c.startswith("borders/borders") for c in chains), sorted(chains)
+    shared = next(q for q in questions if q.chain == "currency/currency^-1" and q.topic == "A")
+    assert set(shared.answers) == {"B", "C"}
