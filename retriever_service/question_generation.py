@@ -18,7 +18,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
-from retriever_service.chains import NONE_KEY, Chain, chain_key
+from retriever_service.chains import NONE_KEY, SEPARATOR, Chain, chain_key
 from retriever_service.kg_graph import KGGraph
 from shared.facts import relation_label
 from shared.names import fold_tokens
@@ -152,7 +152,10 @@ def chain_questions(
 ) -> list[GeneratedQuestion]:
     """Up to per_chain questions for each chain of at most max_hops steps that some entity's walk answers with
     1 to max_answers entities; entities are visited in a seeded order, at most max_entities of them, and a
-    chain answered from fewer than min_topics entities is left out (a chance composition, not a relation), and
+    chain of two or more steps answered from fewer than min_topics entities is left out (a chance composition,
+    not a relation; a single relation stays however few entities have it: in a small DBpedia extract only
+    Microsoft may have a number of employees, and without its questions the prior put that question's mass on
+    chains from other entities), and
     so is one that takes the same step twice in a row, or a symmetric relation twice ("the borders of the
     borders of X"): written in the same words as the one-step question, these drew the prior to themselves
     (borders/borders, borders/borders^-1... four of them to the one-step question's two). A relation and its
@@ -169,7 +172,7 @@ def chain_questions(
             if len(answers) <= max_answers and len(bucket) < per_chain:
                 text = phrase_question(entity, chain, len(answers), rng)
                 bucket.append(GeneratedQuestion(text, tuple(sorted(answers)), chain_key(chain), entity))
-    return [q for bucket in found.values() if len(bucket) >= min_topics for q in bucket]
+    return [q for key, bucket in found.items() if len(bucket) >= min_topics or SEPARATOR not in key for q in bucket]
 
 
 def absent_relations(graph: KGGraph) -> list[str]:

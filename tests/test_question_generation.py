@@ -30,3 +30,13 @@ def test_a_symmetric_relation_twice_gets_no_question_but_a_relation_and_its_inve
     assert not any(c.startswith("borders/borders") for c in chains), sorted(chains)
     shared = next(q for q in questions if q.chain == "currency/currency^-1" and q.topic == "A")
     assert set(shared.answers) == {"B", "C"}
+
+
+def test_a_relation_only_one_entity_has_still_gets_its_questions():
+    g = graph()
+    g.add({"subject": "A", "relation": "number of employees", "object": "221000"})
+    questions = chain_questions(g, max_hops=2, per_chain=20, max_answers=10, rng=random.Random(0), min_topics=3)
+    chains = {q.chain for q in questions}
+    assert "number of employees" in chains  # one topic, one step: a relation, kept
+    assert "borders/number of employees" in chains  # three countries border A: three topics
+    assert "number of employees^-1/currency" not in chains  # two steps from one topic (221000): left out
