@@ -137,7 +137,8 @@ def phrase_question(entity: str, chain: Chain, answers: int, rng: random.Random)
 
 def _repeats(chain: Chain, symmetric: set[str]) -> bool:
     """Whether a chain takes one step twice in a row, or a symmetric relation twice in a row."""
-    return any(a == b or (a.relation == b.relation and a.relation in symmetric) for a, b in zip(chain, chain[1:], strict=False))
+    pairs = zip(chain, chain[1:], strict=False)
+    return any(a == b or (a.relation == b.relation and a.relation in symmetric) for a, b in pairs)
 
 
 def chain_questions(

@@ -13,7 +13,7 @@ BORDERS = [("A", "B"), ("B", "C"), ("C", "D"), ("D", "E"), ("E", "F"), ("F", "A"
 def graph() -> KGGraph:
     payloads = [{"subject": c, "relation": "currency", "object": CURRENCY[c]} for c in COUNTRIES]
     for a, b in BORDERS:  # stored both ways, as the demo KG stores borders
-        payloads += [{"subject": a, "relation": "borders", "object": b}, {"subject": b, "relation": "borders", "object": a}]
+        payloads += [{"subject": x, "relation": "borders", "object": y} for x, y in ((a, b), (b, a))]
     return KGGraph.of(payloads)
 
 
