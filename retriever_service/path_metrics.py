@@ -62,21 +62,14 @@ def best_answer_threshold(
 
 
 def best_abstain_threshold(
-    answerable: list[float], unanswerable: list[float], keep: float = 0.98, target: float = 0.9
+    answerable: list[float], unanswerable: list[float], keep: float = 0.98
 ) -> tuple[float, dict]:
-    """The support threshold (support >= threshold answers): the lowest one that abstains on `target` of the
-    unanswerable questions when it also answers at least `keep` of the answerable ones, else the largest one
-    that answers `keep` of them. Answering comes first; past the abstention target, a higher threshold only
-    withholds answers from questions phrased unlike the held-out ones, whose support is lower. Returns the
-    threshold and both shares."""
+    """The support threshold that abstains on the most unanswerable questions while still answering at least
+    `keep` of the answerable ones (support >= threshold answers). Returns it and both shares."""
     if not answerable:
         return 0.0, {"answered": 0.0, "abstained": 0.0}
     ordered = sorted(answerable)
     best = ordered[len(ordered) - math.ceil(keep * len(ordered))]  # the largest t with enough supports >= t
-    if unanswerable:
-        enough = sorted(unanswerable)[math.ceil(target * len(unanswerable)) - 1]  # abstain below t: t just above
-        lowest = float(np.nextafter(enough, np.inf))
-        best = min(best, lowest)
     return best, abstention_rates(answerable, unanswerable, best)
 
 
