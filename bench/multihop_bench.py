@@ -609,7 +609,7 @@ def measure(
             seconds, answers, errors = ask_each(client, questions[:n])
             hits = [
                 a is not None and fold(a) in {fold(g) for g in q.answers}
-                for a, q in zip(answers, questions, strict=True)
+                for a, q in zip(answers, questions[:n], strict=True)
             ]
             out["latency"][str(hops)] = row = {
                 **percentiles(seconds),
@@ -769,13 +769,13 @@ def main(argv: list[str] | None = None) -> int:
         "answers": lambda: answers_part(args, samples),
         "http": lambda: http_part(args, samples, result),
     }
-    for part in parts:
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    for part in parts:  # each part written when done: a later one failing keeps it
         start = time.perf_counter()
         measured = runners[part]()
         measured["seconds"] = round(time.perf_counter() - start, 1)
-        result = merge_part(result, part, measured)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(stamp(result, parts), indent=2, ensure_ascii=False))
+        result = stamp(merge_part(result, part, measured), [part])
+        args.results.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print_tables(result)
     return 0
 
