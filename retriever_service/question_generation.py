@@ -152,15 +152,16 @@ def chain_questions(
     min_topics: int = 3,
 ) -> list[GeneratedQuestion]:
     """Up to per_chain questions for each chain of at most max_hops steps that some entity's walk answers with
-    1 to max_answers entities; entities are visited in a seeded order, at most max_entities of them, and a
-    chain of two or more steps answered from fewer than min_topics entities is left out (a chance composition,
-    not a relation; a single relation stays however few entities have it: in a small DBpedia extract only
-    Microsoft may have a number of employees, and without its questions the prior put that question's mass on
-    chains from other entities), and
-    so is one that takes the same step twice in a row, or a symmetric relation twice ("the borders of the
-    borders of X"): written in the same words as the one-step question, these drew the prior to themselves
-    (borders/borders, borders/borders^-1... four of them to the one-step question's two). A relation and its
-    inverse stay when the relation is not symmetric ("films that share an actor with X")."""
+    1 to max_answers entities; entities are visited in a seeded order, at most max_entities of them.
+
+    Left out: a chain of two or more steps answered from fewer than min_topics entities (a chance
+    composition, not a relation; a single relation stays however few entities have it: in a small DBpedia
+    extract only Microsoft may have a number of employees, and without its questions the prior put that
+    question's mass on chains from other entities); and a chain that takes the same step twice in a row, or a
+    symmetric relation twice ("the borders of the borders of X"): written in the same words as the one-step
+    question, these drew the prior to themselves (borders/borders, borders/borders^-1, ...: four of them to
+    the one-step question's two). A relation and its inverse stay when the relation is not symmetric ("films
+    that share an actor with X")."""
     symmetric = {r for r in graph.relations() if graph.symmetric(r)}
     entities = sorted(e for e in graph.entities() if graph.is_answer(e))
     rng.shuffle(entities)
