@@ -65,7 +65,7 @@ def ingest_triples(
                 entities.update(payloads, +1)
             stats.added += len(new)
         bar.update(len(batch))
-        bar.set_postfix(added=stats.added, refresh=False)
+        bar.set_postfix(added=f"{stats.added:,}", refresh=False)  # a string: tqdm writes 10000 as "1e+4"
         if on_batch is not None:
             on_batch(stats)
     bar.close()

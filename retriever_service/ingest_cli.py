@@ -165,7 +165,8 @@ def _load_files(args: argparse.Namespace, state: RetrieverState) -> dict:
     def on_batch(stats: IngestStats) -> None:
         checkpoint.save(keys, reader.marks)
         bar.update(reader.bytes_read - bar.n)
-        bar.set_postfix(facts=stats.received, added=stats.added, refresh=False)
+        # strings: tqdm writes a number of 10000 as "1e+4"
+        bar.set_postfix(facts=f"{stats.received:,}", added=f"{stats.added:,}", refresh=False)
 
     with bar:
         result = _load(state, reader, args.batch_size, on_batch, progress=False)
