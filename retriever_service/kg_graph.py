@@ -7,7 +7,7 @@ Entities are names as stored; only ENTITY ends are answers, NODE ends are walked
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
 from retriever_service.chains import Chain, Step
@@ -49,12 +49,15 @@ class KGGraph:
     def relations(self) -> set[str]:
         return {step.relation for steps in self._steps.values() for step in steps}
 
-    def symmetric(self, relation: str) -> bool:
-        """Whether most of the relation's edges also run the other way (borders, spouse, shares_border_with)."""
-        forward = [(e, reached) for (e, step), reached in self._next.items() if step == Step(relation)]
-        edges = sum(len(reached) for _, reached in forward)
-        back = sum(e in self._next.get((t, Step(relation)), ()) for e, reached in forward for t in reached)
-        return edges > 0 and back >= edges / 2
+    def symmetric_relations(self) -> set[str]:
+        """The relations most of whose edges also run the other way (borders, spouse), in one pass."""
+        edges: Counter[str] = Counter()
+        back: Counter[str] = Counter()
+        for (e, step), reached in self._next.items():
+            if not step.inverse:
+                edges[step.relation] += len(reached)
+                back[step.relation] += sum(e in self._next.get((t, step), ()) for t in reached)
+        return {r for r, n in edges.items() if back[r] >= n / 2}
 
     def steps_from(self, entities: Iterable[str]) -> set[Step]:
         return set().union(*(self._steps.get(e, ()) for e in entities))

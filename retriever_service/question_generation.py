@@ -162,7 +162,7 @@ def chain_questions(
     question, these drew the prior to themselves (borders/borders, borders/borders^-1, ...: four of them to
     the one-step question's two). A relation and its inverse stay when the relation is not symmetric ("films
     that share an actor with X")."""
-    symmetric = {r for r in graph.relations() if graph.symmetric(r)}
+    symmetric = graph.symmetric_relations()
     entities = sorted(e for e in graph.entities() if graph.is_answer(e))
     rng.shuffle(entities)
     found: dict[str, list[GeneratedQuestion]] = defaultdict(list)
