@@ -365,13 +365,14 @@ def main(argv: list[str] | None = None) -> int:
             ("encode", "encode", small),
         ]
     )
-    if args.load_dump or args.only_load_dump:
+    load_dump = args.load_dump or args.only_load_dump
+    if load_dump:
         phases.append(("load_dump", "ingest-no-text", big))
     for key, phase, path in phases:
         print(f"phase {phase} on {path.name} ...", file=sys.stderr)
         before = load_average()
         result[key] = {**run_phase(phase, path), "load_average_before": before, "load_average_after": load_average()}
-    stamp(result, parts=[key for key in ("load_dump",) if args.load_dump or args.only_load_dump])
+    stamp(result, parts=["load_dump"] if load_dump else [])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print_table(result)
