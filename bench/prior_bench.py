@@ -55,6 +55,7 @@ from retriever_service.prior_fitting import (
 from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
+from retriever_service.type_nouns import step_type_nouns
 from shared.metrics import Metrics
 from shared.names import fold
 from shared.retriever_api import PathOptions, PathSearchResponse
@@ -162,7 +163,8 @@ def _mean(values) -> float:
 def fit_one_hop(search: PathSearch, seed: int) -> tuple[RelationPrior, FitReport]:
     """fit_for_store's fitting on generated one-step questions (and the negatives) only."""
     graph = kg_graph(search)
-    questions = generated_training_questions(graph, [], from_kg=True, seed=seed, max_hops=1)
+    types = step_type_nouns(graph, search.encoder, seed)
+    questions = generated_training_questions(graph, [], from_kg=True, seed=seed, max_hops=1, types=types)
     return fit_chain_prior(search, graph, questions, holdout=0.2, seed=seed, max_eval=900)
 
 

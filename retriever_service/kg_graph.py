@@ -59,6 +59,14 @@ class KGGraph:
                 back[step.relation] += sum(e in self._next.get((t, step), ()) for t in reached)
         return {r for r, n in edges.items() if back[r] >= n / 2}
 
+    def step_ends(self) -> dict[Step, set[str]]:
+        """Every step's ends: the answer entities it arrives at from anywhere (a relation's objects, its
+        inverse's subjects)."""
+        ends: dict[Step, set[str]] = defaultdict(set)
+        for (_, step), reached in self._next.items():
+            ends[step].update(e for e in reached if self.is_answer(e))
+        return {step: names for step, names in ends.items() if names}
+
     def steps_from(self, entities: Iterable[str]) -> set[Step]:
         return set().union(*(self._steps.get(e, ()) for e in entities))
 

@@ -62,14 +62,20 @@ def best_answer_threshold(
 
 
 def best_abstain_threshold(
-    answerable: list[float], unanswerable: list[float], keep: float = 0.98
+    answerable: list[float], unanswerable: list[float], keep: float = 0.98, abstain: float | None = None
 ) -> tuple[float, dict]:
     """The support threshold that abstains on the most unanswerable questions while still answering at least
-    `keep` of the answerable ones (support >= threshold answers). Returns it and both shares."""
+    `keep` of the answerable ones (support >= threshold answers). With `abstain`, the threshold midway between
+    that one and the lowest that abstains on that share of the unanswerable, when it is lower: questions
+    phrased unlike those the thresholds were chosen on sit between the two. Returns it and both shares."""
     if not answerable:
         return 0.0, {"answered": 0.0, "abstained": 0.0}
     ordered = sorted(answerable)
     best = ordered[len(ordered) - math.ceil(keep * len(ordered))]  # the largest t with enough supports >= t
+    if abstain is not None and unanswerable:
+        below = sorted(unanswerable)
+        lowest = below[min(len(below) - 1, math.ceil(abstain * len(below)) - 1)] + 1e-6  # abstains on that share
+        best = (best + lowest) / 2 if lowest < best else best
     return best, abstention_rates(answerable, unanswerable, best)
 
 

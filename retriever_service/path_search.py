@@ -17,9 +17,9 @@ word such as "Together" in "who wrote films together with X"); the k best paths 
 with the prior p(d|x) = softmax(score / tau) over them. A chain's probability is the softmax of its best path's
 score over the grounded chains, and an entity's probability of being an answer is the sum of the
 probabilities of the chains that reach it: P(y in Y | x) = sum_c p(c|x) [y in ends(c)].
-`support` is the chain prior's mass (as fitted, at temperature 1) on the grounded chains of the best
-mention: low when the question asks for a relation the graph lacks, or one its topic entity has no
-fact of.
+`support` is the chain prior's mass (as fitted, at temperature 1) on the chains whose relations the
+best mention's grounded chains take (`_support`): low when the question asks for a relation the
+graph lacks, or one no path from its topic entity takes.
 """
 
 from __future__ import annotations
@@ -381,8 +381,13 @@ class PathSearch:
         return prior.weight * chain.log_prob + prior.naming_weight * chain.named - prior.mention_penalty * chain.mention
 
     def _support(self, chains: list[ChainResult], reading: np.ndarray) -> tuple[int | None, str | None, float]:
-        """(best mention, its most likely chain, the prior's mass on its grounded chains). The mass is that of
-        the regression as fitted (temperature 1): the temperature that suits the scores flattens the
+        """(best mention, its most likely chain, the prior's mass on the chains the graph has for it). A chain
+        counts when a grounded chain of the mention takes every relation it takes, in either direction: the
+        prior's mass on the wrong direction of a relation the topic has ("which ISO code is assigned to Kenya"
+        read as ISO code^-1), on one step of a grounded chain ("which city is the capital of the country that
+        uses the yen" read as capital) or on its steps in another order is still about what the graph holds
+        near the topic; the mass on relations no grounded chain takes, and on NONE_KEY, is not. The mass is
+        that of the regression as fitted (temperature 1): the temperature that suits the scores flattens the
         distribution, and left a quarter of the mass on some grounded chain for any question about a film."""
         if not len(reading):
             return None, None, 0.0
@@ -390,8 +395,10 @@ class PathSearch:
         fitted = reading[mention] * self.chain_prior.temperature  # log-probs at temperature 1, up to a constant
         fitted = fitted - np.logaddexp.reduce(fitted)
         best = max(self._chains, key=lambda i: fitted[i])
-        column = {chain: i for i, chain in self._chains.items()}
-        mass = sum(math.exp(fitted[column[c.chain]]) for c in chains if c.mention == mention)
+        held = [_relations(c.chain) for c in chains if c.mention == mention]
+        mass = sum(
+            math.exp(fitted[i]) for i, chain in self._chains.items() if any(_relations(chain) <= h for h in held)
+        )
         return mention, self.chain_prior.keys[best], float(mass)
 
 
@@ -410,6 +417,10 @@ def _answers(
     ranked = sorted(prob, key=lambda name: (-prob[name], -witnesses[name][0].score, name))
     cuts.answers_cut = max(0, len(ranked) - limits.max_answers)
     return [AnswerSupport(name, prob[name], witnesses[name]) for name in ranked[: limits.max_answers]]
+
+
+def _relations(chain: Chain) -> frozenset[str]:
+    return frozenset(step.relation for step in chain)
 
 
 def _prefix_order(item: tuple[int, int, Chain]) -> tuple:

@@ -11,7 +11,9 @@ about the KG's own relations beside them (so that phrasing alone does not mark a
 2. The regression is fitted on most questions (their topic masked); on the held-out rest, with
    brackets stripped, weight and temperature are chosen by Hits@1 of the best path's end, then
    the answer-set threshold by mean F1 and the abstention threshold as the largest support that
-   still answers 98% of the answerable questions.
+   still answers 98% of the answerable questions (99.5% when all are generated, and then midway
+   down to the support that abstains on 90% of the held-out negatives: people's questions are
+   phrased unlike the generated ones, and their support falls between).
 3. It is refitted on all questions with the chosen values, which it carries when saved.
 """
 
@@ -24,6 +26,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from retriever_service.chain_labels import label_question
-from retriever_service.chains import NONE_KEY
+from retriever_service.chains import NONE_KEY, Step
 from retriever_service.entity_linking import ALIAS_RELATIONS, EntityIndex, mask_mention
 from retriever_service.kg_graph import KGGraph
 from retriever_service.path_metrics import (
@@ -44,6 +47,7 @@ from retriever_service.path_metrics import (
 from retriever_service.path_search import PathLimits, PathSearch
 from retriever_service.question_generation import GeneratedQuestion, chain_questions, negative_questions
 from retriever_service.relation_prior import RelationPrior
+from retriever_service.type_nouns import step_type_nouns
 from shared.qa_data import read_questions
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,8 @@ MIN_TUNING = 50  # held-out answerable questions the abstention threshold needs 
 KEEP_ANSWERED = 0.98  # share of held-out answerable questions the abstention threshold must still answer
 # ... when they are all generated: their phrasings are the prior's own, so people's questions sit lower
 KEEP_ANSWERED_GENERATED = 0.995
+# ... and the threshold is set midway to the one that abstains on this share of the held-out negatives
+ABSTAIN_GENERATED = 0.9
 _HOPS_DIR = re.compile(r"^(\d)-hop$")
 _BRACKETED = re.compile(r"\[([^\]]+)\]")
 
@@ -106,13 +112,17 @@ def generated_training_questions(
     others: int = 0,
     max_hops: int = 2,
     per_chain: int = 25,
+    types: Mapping[Step, str] | None = None,
 ) -> list[TrainingQuestion]:
     """Negatives about absent relations (always), with one-step questions of the KG's own relations in the same
     phrasings; with from_kg, questions about every chain of up to max_hops steps. The negatives are about as many
     as a chain's questions (twice per_chain, or a fiftieth of the `others` given): as the largest class by far,
-    `<none>` took every phrasing the generated questions lacked, and the paraphrases of real relations with it."""
+    `<none>` took every phrasing the generated questions lacked, and the paraphrases of real relations with it.
+    types: the noun of each step's ends (`type_nouns.step_type_nouns`), which the questions use when given."""
     rng = random.Random(seed)
-    written = chain_questions(graph, max_hops=max_hops if from_kg else 1, per_chain=per_chain, max_answers=10, rng=rng)
+    written = chain_questions(
+        graph, max_hops=max_hops if from_kg else 1, per_chain=per_chain, max_answers=10, rng=rng, types=types
+    )
     count = max(2 * per_chain, others // 50)
     negatives = negative_questions(graph, topics or [q.topic for q in written], count, rng)
     return [_bracketed(q, "generated" if q.chain != NONE_KEY else "negative") for q in written + negatives]
@@ -147,8 +157,10 @@ def fit_chain_prior(
     limits: PathLimits = PathLimits(),
     max_eval: int = 1500,
     keep: float = KEEP_ANSWERED,
+    abstain: float | None = None,
 ) -> tuple[RelationPrior, FitReport]:
-    """Fit, tune and refit (module docstring); `search` is used with each candidate prior in turn."""
+    """Fit, tune and refit (module docstring); `search` is used with each candidate prior in turn. keep and
+    abstain choose the abstention threshold (`path_metrics.best_abstain_threshold`)."""
     seconds, start = {}, time.perf_counter()
     labels = label_all(graph, search.entities, questions)
     seconds["label"] = time.perf_counter() - start
@@ -167,7 +179,7 @@ def fit_chain_prior(
     chosen, grid = _tune(search, fitted, questions, tuning, labels, limits)
     search.prior = dataclasses.replace(fitted, **chosen)
     scores = _scores(search, questions, evaluated, limits)
-    held_out = _thresholds(scores, [labels[i] for i in evaluated], [questions[i] for i in evaluated], keep)
+    held_out = _thresholds(scores, [labels[i] for i in evaluated], [questions[i] for i in evaluated], keep, abstain)
     seconds["tune"] = time.perf_counter() - start - seconds["label"] - seconds["encode"]
     usable = [i for i in rows if labels[i]]
     prior = RelationPrior.fit(
@@ -248,14 +260,18 @@ def _scores(
 
 
 def _thresholds(
-    scores: list[PathScore], labels: list[set[str]], questions: list[TrainingQuestion], keep: float
+    scores: list[PathScore],
+    labels: list[set[str]],
+    questions: list[TrainingQuestion],
+    keep: float,
+    abstain: float | None,
 ) -> dict:
     """The answer-set and abstention thresholds, from held-out questions: answerable ones have a chain label."""
     answerable = [s for s, ls in zip(scores, labels, strict=True) if ls and ls != {NONE_KEY}]
     unanswerable = [s for s, ls in zip(scores, labels, strict=True) if not ls or ls == {NONE_KEY}]
     answer_threshold, f1 = best_answer_threshold(answerable)
     abstain_threshold, rates = best_abstain_threshold(
-        [s.support for s in answerable], [s.support for s in unanswerable], keep
+        [s.support for s in answerable], [s.support for s in unanswerable], keep, abstain
     )
     if len(answerable) < MIN_TUNING:  # too few to choose from: no abstention on support alone
         abstain_threshold, rates = (
@@ -302,11 +318,14 @@ def fit_for_store(
     graph = kg_graph(search)
     questions = [q for path in files for q in read_training_questions(path)]
     topics = [m[1] for q in questions if (m := _BRACKETED.search(q.text))]
+    types = step_type_nouns(graph, search.encoder, seed)
     questions += generated_training_questions(
-        graph, topics, from_kg=from_kg or not files, seed=seed, others=len(questions)
+        graph, topics, from_kg=from_kg or not files, seed=seed, others=len(questions), types=types
     )
-    keep = KEEP_ANSWERED if files else KEEP_ANSWERED_GENERATED
-    return fit_chain_prior(search, graph, questions, holdout=holdout, seed=seed, max_eval=max_eval, keep=keep)
+    keep, abstain = (KEEP_ANSWERED, None) if files else (KEEP_ANSWERED_GENERATED, ABSTAIN_GENERATED)
+    return fit_chain_prior(
+        search, graph, questions, holdout=holdout, seed=seed, max_eval=max_eval, keep=keep, abstain=abstain
+    )
 
 
 def kg_graph(search: PathSearch) -> KGGraph:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from retriever_service.chains import NONE_KEY, SEPARATOR, Chain, chain_key
+from retriever_service.chains import NONE_KEY, SEPARATOR, Chain, Step, chain_key
 from retriever_service.kg_graph import KGGraph
+from retriever_service.type_nouns import plural
 from shared.facts import relation_label
 from shared.names import fold_tokens
 
@@ -35,12 +37,17 @@ QUESTION_FORMS = (
     "what's {np}",
 )
 LIST_FORMS = ("what are {np}", "which are {np}", "list {np}", "name all {np}", "who are {np}", "{np} are what")
+# when the kind of the answers is known (`type_nouns.py`): {t} the noun, {ts} its plural
+TYPED_FORMS = ("which {t} is {np}", "what {t} is {np}")
+TYPED_LIST_FORMS = ("which {ts} are {np}", "what {ts} are {np}", "list the {ts} that are {np}")
 FORWARD_FORMS = ("the {r} of {np}", "the {r} of {np}", "{np}'s {r}")  # the possessive only around an entity
-INVERSE_FORMS = ("the one whose {r} is {np}", "the one with {r} {np}", "the one that has {np} as its {r}")
-# a one-step inverse question may put its entity first
+# {t}: "one", or the noun of the step's ends ("the country whose currency is Yen")
+INVERSE_FORMS = ("the {t} whose {r} is {np}", "the {t} with {r} {np}", "the {t} that has {np} as its {r}")
+PLURAL_INVERSE_FORMS = ("the {t} whose {r} is {np}", "the {t} with {r} {np}", "the {t} that have {np} as their {r}")
+# a question whose last step is inverse may put what it starts from first
 ENTITY_FIRST_FORMS = (
-    "{e} is the {r} of which one",
-    "which one has {e} as its {r}",
+    "{e} is the {r} of which {t}",
+    "which {t} has {e} as its {r}",
     "{e} is the {r} of what",
     "whose {r} is {e}",
 )
@@ -118,21 +125,56 @@ class GeneratedQuestion:
     topic: str  # the entity the question is about
 
 
-def noun_phrase(entity: str, chain: Chain, rng: random.Random | None = None) -> str:
+def noun_phrase(
+    entity: str,
+    chain: Chain,
+    rng: random.Random | None = None,
+    types: Mapping[Step, str] | None = None,
+    plural_end: bool = False,
+) -> str:
     """'the capital of the one whose currency is Yen' for (Yen, currency^-1 / capital); with rng, each step's
-    form drawn at random, else the first form of each."""
+    form drawn at random, else the first form of each; with types, an inverse step names its ends by their
+    noun half the time ("the country whose currency is Yen"), in the plural for the last step of a list
+    question (plural_end)."""
     phrase = entity
     for depth, step in enumerate(chain):
-        forms = INVERSE_FORMS if step.inverse else FORWARD_FORMS[: 3 if depth == 0 else 2]
-        phrase = (rng.choice(forms) if rng else forms[0]).format(r=relation_label(step.relation), np=phrase)
+        if not step.inverse:
+            forms = FORWARD_FORMS[: 3 if depth == 0 else 2]
+            phrase = (rng.choice(forms) if rng else forms[0]).format(r=relation_label(step.relation), np=phrase)
+            continue
+        many = plural_end and depth == len(chain) - 1
+        noun = _noun(step, types, rng, many)
+        forms = PLURAL_INVERSE_FORMS if many else INVERSE_FORMS
+        form = rng.choice(forms) if rng else forms[0]
+        phrase = form.format(t=noun, r=relation_label(step.relation), np=phrase)
     return phrase
 
 
-def phrase_question(entity: str, chain: Chain, answers: int, rng: random.Random) -> str:
-    if len(chain) == 1 and chain[0].inverse and rng.random() < 0.4:
-        return rng.choice(ENTITY_FIRST_FORMS).format(e=entity, r=relation_label(chain[0].relation))
-    forms = LIST_FORMS if answers > 1 and rng.random() < 0.5 else QUESTION_FORMS
-    return rng.choice(forms).format(np=noun_phrase(entity, chain, rng))
+def _noun(step: Step, types: Mapping[Step, str] | None, rng: random.Random | None, many: bool = False) -> str:
+    """The step's noun (its plural when many), half the time when rng draws; else "one" ("ones")."""
+    noun = (types or {}).get(step)
+    if noun is None or (rng is not None and rng.random() < 0.5):
+        return "ones" if many else "one"
+    return plural(noun) if many else noun
+
+
+def phrase_question(
+    entity: str, chain: Chain, answers: int, rng: random.Random, types: Mapping[Step, str] | None = None
+) -> str:
+    """A question asking for the chain from the entity, in forms drawn at random; a list form for a chain with
+    several answers half the time, a form naming the answers' kind when types give it half the time."""
+    last = chain[-1]
+    if last.inverse and rng.random() < 0.4:
+        inner = noun_phrase(entity, chain[:-1], rng, types)
+        form = rng.choice(ENTITY_FIRST_FORMS)
+        return form.format(e=inner, r=relation_label(last.relation), t=_noun(last, types, rng))
+    many = answers > 1 and rng.random() < 0.5
+    noun = (types or {}).get(last)
+    if noun is not None and rng.random() < 0.5:
+        forms = TYPED_LIST_FORMS if many else TYPED_FORMS
+        return rng.choice(forms).format(np=noun_phrase(entity, chain, rng, types, many), t=noun, ts=plural(noun))
+    forms = LIST_FORMS if many else QUESTION_FORMS
+    return rng.choice(forms).format(np=noun_phrase(entity, chain, rng, types, many))
 
 
 def _repeats(chain: Chain, symmetric: set[str]) -> bool:
@@ -150,6 +192,7 @@ def chain_questions(
     rng: random.Random,
     max_entities: int = 20000,
     min_topics: int = 3,
+    types: Mapping[Step, str] | None = None,
 ) -> list[GeneratedQuestion]:
     """Up to per_chain questions for each chain of at most max_hops steps that some entity's walk answers with
     1 to max_answers entities; entities are visited in a seeded order, at most max_entities of them.
@@ -172,7 +215,7 @@ def chain_questions(
                 continue
             bucket = found[chain_key(chain)]
             if len(answers) <= max_answers and len(bucket) < per_chain:
-                text = phrase_question(entity, chain, len(answers), rng)
+                text = phrase_question(entity, chain, len(answers), rng, types)
                 bucket.append(GeneratedQuestion(text, tuple(sorted(answers)), chain_key(chain), entity))
     return [q for key, bucket in found.items() if len(bucket) >= min_topics or SEPARATOR not in key for q in bucket]
 

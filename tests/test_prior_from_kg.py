@@ -52,23 +52,16 @@ COUNTRIES = {
 # Written by hand, in phrasings the generator does not use ("what is the X of Y", "the one whose X is Y", ...);
 # none of them is among the held-out questions of bench/data/demo_questions.jsonl. "First" is the path search's
 # top grounded chain: the prior's own first key is `<none>` for most of them (it learnt relation words other
-# than the relations' labels as "not in the graph"). Those marked xfail are misread today, as on the whole demo
-# KG (bench/prior_bench.py): a two-step chain ending in `population` wins where the question uses none of the
-# relation's own words, or puts the entity first ("X is the capital of ...").
-MISREAD = "generated questions use only the relations' labels: a two-step chain ending in population wins"
+# than the relations' labels as "not in the graph"). The border and demonym questions were misread (a two-step
+# chain ending in `population` won) until the generated questions named the kind of their answers
+# (`type_nouns.py`).
 ONE_HOP = [
     ("Which city is Japan's government seated in?", {"capital"}),
     ("Which country has its capital in Nairobi?", {"capital^-1"}),
     ("What do they pay with in Thailand?", {"currency"}),
     ("Which country uses the zloty?", {"currency^-1"}),
-    pytest.param(
-        "Which countries share a border with Poland?",
-        {"borders", "borders^-1"},
-        marks=pytest.mark.xfail(reason=MISREAD, strict=False),
-    ),
-    pytest.param(
-        "What are people from Mexico called?", {"demonym"}, marks=pytest.mark.xfail(reason=MISREAD, strict=False)
-    ),
+    ("Which countries share a border with Poland?", {"borders", "borders^-1"}),
+    ("What are people from Mexico called?", {"demonym"}),
     ("How many people live in Egypt?", {"population"}),
     ("What languages are official in India?", {"official language"}),
     ("Which phone prefix do you dial for Norway?", {"calling code"}),

@@ -1,0 +1,158 @@
+"""A common noun for the entities a chain step arrives at ("country", "city", "film"), read from the
+entities' names with the encoder, for questions written from a KG (`question_generation.py`).
+
+Generated questions that say "the one whose currency is Naira" teach the chain prior nothing about
+"which country uses the naira?": people name the kind of thing they ask for, and the noun is what
+tells a one-step question from a two-step one ("the capital of the country that uses the yen").
+A KG rarely says what kind of thing an entity is, but its names do: the centroid of a sample of the
+names a step reaches ("Nigeria", "Japan", "Peru") lies nearest to "country" among common nouns.
+
+The noun must be near enough to the step's ends (MIN_SIMILARITY), and is chosen less for its
+nearness to the entities the step leaves (LEAVING_WEIGHT: "nation" and "province" sit near the
+countries whose capital a city is; "country" nearer still). A forward step whose noun is also its
+reverse's, of a relation that is not symmetric, names nothing apart (genre names sit as near "movie"
+as films do): it keeps "one", as does a step with no noun near enough.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from retriever_service.chains import Step
+from retriever_service.encoder import Encoder
+from retriever_service.kg_graph import KGGraph
+
+# Kinds of things people ask about, in no KG's particular words.
+TYPE_NOUNS = (
+    "person",
+    "man",
+    "woman",
+    "actor",
+    "actress",
+    "director",
+    "writer",
+    "author",
+    "singer",
+    "musician",
+    "artist",
+    "painter",
+    "politician",
+    "leader",
+    "player",
+    "athlete",
+    "scientist",
+    "company",
+    "organization",
+    "business",
+    "brand",
+    "band",
+    "team",
+    "club",
+    "school",
+    "university",
+    "country",
+    "nation",
+    "state",
+    "province",
+    "city",
+    "town",
+    "village",
+    "place",
+    "region",
+    "continent",
+    "island",
+    "mountain",
+    "river",
+    "lake",
+    "sea",
+    "building",
+    "language",
+    "currency",
+    "film",
+    "movie",
+    "series",
+    "book",
+    "novel",
+    "song",
+    "album",
+    "genre",
+    "year",
+    "date",
+    "number",
+    "code",
+    "word",
+    "event",
+    "war",
+    "award",
+    "religion",
+    "party",
+    "product",
+    "animal",
+    "plant",
+    "species",
+    "food",
+    "game",
+    "sport",
+    "website",
+    "domain",
+    "timezone",
+    "nationality",
+    "occupation",
+    "instrument",
+    "vehicle",
+    "airport",
+    "museum",
+)
+MIN_SIMILARITY = 0.6  # of the noun to the centroid of the step's ends
+LEAVING_WEIGHT = 0.3  # of the noun's similarity to the entities the step leaves, subtracted
+SAMPLE = 40  # names per step
+
+
+def step_type_nouns(graph: KGGraph, encoder: Encoder, seed: int = 0) -> dict[Step, str]:
+    """The noun of each step's ends, for the steps that have one (module docstring)."""
+    rng = random.Random(seed)
+    ends = graph.step_ends()
+    steps = sorted(ends)
+    nouns = encoder.encode(list(TYPE_NOUNS))  # (N, H)
+    centroids = {step: _centroid(encoder, sorted(_sample(ends[step], rng))) for step in steps}
+    found = {}
+    for step in steps:
+        near = nouns @ centroids[step]  # (N,)
+        left = centroids.get(_reverse(step))  # the entities the step leaves are its reverse's ends
+        score = near - LEAVING_WEIGHT * (nouns @ left if left is not None else 0.0)  # (N,)
+        score[near < MIN_SIMILARITY] = -np.inf
+        if np.isfinite(score.max()):
+            found[step] = TYPE_NOUNS[int(np.argmax(score))]
+    symmetric = graph.symmetric_relations()
+    return {
+        step: noun
+        for step, noun in found.items()
+        if step.inverse or step.relation in symmetric or found.get(_reverse(step)) != noun
+    }
+
+
+def _reverse(step: Step) -> Step:
+    return Step(step.relation, not step.inverse)
+
+
+def _sample(entities: set[str], rng: random.Random) -> list[str]:
+    ordered = sorted(entities)
+    return ordered if len(ordered) <= SAMPLE else rng.sample(ordered, SAMPLE)
+
+
+def _centroid(encoder: Encoder, names: list[str]) -> np.ndarray:
+    mean = encoder.encode(names).mean(axis=0)  # (H,)
+    return mean / np.linalg.norm(mean)
+
+
+def plural(noun: str) -> str:
+    """'country' -> 'countries', 'city' -> 'cities', 'film' -> 'films', 'species' -> 'species'."""
+    if noun.endswith("ies") or noun.endswith("species") or noun.endswith("series"):
+        return noun
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
