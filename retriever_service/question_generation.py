@@ -171,8 +171,8 @@ def phrase_question(
     many = answers > 1 and rng.random() < 0.5
     noun = (types or {}).get(last)
     if noun is not None and rng.random() < 0.5:
-        forms = TYPED_LIST_FORMS if many else TYPED_FORMS
-        return rng.choice(forms).format(np=noun_phrase(entity, chain, rng, types, many), t=noun, ts=plural(noun))
+        typed = TYPED_LIST_FORMS if many else TYPED_FORMS
+        return rng.choice(typed).format(np=noun_phrase(entity, chain, rng, types, many), t=noun, ts=plural(noun))
     forms = LIST_FORMS if many else QUESTION_FORMS
     return rng.choice(forms).format(np=noun_phrase(entity, chain, rng, types, many))
 
