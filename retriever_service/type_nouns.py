@@ -9,9 +9,11 @@ names a step reaches ("Nigeria", "Japan", "Peru") lies nearest to "country" amon
 
 The noun must be near enough to the step's ends (MIN_SIMILARITY), and is chosen less for its
 nearness to the entities the step leaves (LEAVING_WEIGHT: "nation" and "province" sit near the
-countries whose capital a city is; "country" nearer still). A forward step whose noun is also its
-reverse's, of a relation that is not symmetric, names nothing apart (genre names sit as near "movie"
-as films do): it keeps "one", as does a step with no noun near enough.
+countries whose capital a city is; "country" nearer still). A step is named when it reaches
+MIN_ENDS entities or more, and they are not kinds themselves (the classes rdf:type points to). A
+forward step whose noun is also its reverse's, of a relation that is not symmetric, names nothing
+apart (genre names sit as near "movie" as films do): it keeps "one", as does a step with no noun
+near enough.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ TYPE_NOUNS = (
     "event",
     "war",
     "award",
+    "category",
     "religion",
     "party",
     "product",
@@ -106,6 +109,8 @@ TYPE_NOUNS = (
     "museum",
 )
 MIN_SIMILARITY = 0.6  # of the noun to the centroid of the step's ends
+MIN_ENDS = 5  # a step reaching fewer entities is not named: one or two names are not a kind
+KINDS_SHARE = 0.25  # a step whose ends are this share of TYPE_NOUNS or more ends in kinds (rdf:type)
 LEAVING_WEIGHT = 0.3  # of the noun's similarity to the entities the step leaves, subtracted
 SAMPLE = 40  # names per step
 
@@ -114,7 +119,7 @@ def step_type_nouns(graph: KGGraph, encoder: Encoder, seed: int = 0) -> dict[Ste
     """The noun of each step's ends, for the steps that have one (module docstring)."""
     rng = random.Random(seed)
     ends = graph.step_ends()
-    steps = sorted(ends)
+    steps = sorted(step for step, names in ends.items() if len(names) >= MIN_ENDS and not _kinds(names))
     nouns = encoder.encode(list(TYPE_NOUNS))  # (N, H)
     centroids = {step: _centroid(encoder, sorted(_sample(ends[step], rng))) for step in steps}
     found = {}
@@ -135,6 +140,11 @@ def step_type_nouns(graph: KGGraph, encoder: Encoder, seed: int = 0) -> dict[Ste
 
 def _reverse(step: Step) -> Step:
     return Step(step.relation, not step.inverse)
+
+
+def _kinds(names: set[str]) -> bool:
+    """Whether the names are kinds themselves (City, Company, Person: the objects of rdf:type)."""
+    return sum(name.lower() in TYPE_NOUNS for name in names) >= KINDS_SHARE * len(names)
 
 
 def _sample(entities: set[str], rng: random.Random) -> list[str]:
