@@ -7,10 +7,8 @@ tells a one-step question from a two-step one ("the capital of the country that 
 A KG rarely says what kind of thing an entity is, but its names do: the centroid of a sample of the
 names a step reaches ("Nigeria", "Japan", "Peru") lies nearest to "country" among common nouns.
 
-The noun must be near enough to the step's ends (MIN_SIMILARITY), and is chosen less for its
-nearness to the entities the step leaves (LEAVING_WEIGHT: "nation" and "province" sit near the
-countries whose capital a city is; "country" nearer still). A step is named when it reaches
-MIN_ENDS entities or more, and they are not kinds themselves (the classes rdf:type points to). A
+The nearest noun must be near enough (MIN_SIMILARITY), and a step is named when it reaches
+MIN_ENDS entities or more that are not kinds themselves (the classes rdf:type points to). A
 forward step whose noun is also its reverse's, of a relation that is not symmetric, names nothing
 apart (genre names sit as near "movie" as films do): it keeps "one", as does a step with no noun
 near enough.
@@ -111,7 +109,6 @@ TYPE_NOUNS = (
 MIN_SIMILARITY = 0.6  # of the noun to the centroid of the step's ends
 MIN_ENDS = 5  # a step reaching fewer entities is not named: one or two names are not a kind
 KINDS_SHARE = 0.25  # a step whose ends are this share of TYPE_NOUNS or more ends in kinds (rdf:type)
-LEAVING_WEIGHT = 0.3  # of the noun's similarity to the entities the step leaves, subtracted
 SAMPLE = 40  # names per step
 
 
@@ -121,15 +118,11 @@ def step_type_nouns(graph: KGGraph, encoder: Encoder, seed: int = 0) -> dict[Ste
     ends = graph.step_ends()
     steps = sorted(step for step, names in ends.items() if len(names) >= MIN_ENDS and not _kinds(names))
     nouns = encoder.encode(list(TYPE_NOUNS))  # (N, H)
-    centroids = {step: _centroid(encoder, sorted(_sample(ends[step], rng))) for step in steps}
     found = {}
     for step in steps:
-        near = nouns @ centroids[step]  # (N,)
-        left = centroids.get(_reverse(step))  # the entities the step leaves are its reverse's ends
-        score = near - LEAVING_WEIGHT * (nouns @ left if left is not None else 0.0)  # (N,)
-        score[near < MIN_SIMILARITY] = -np.inf
-        if np.isfinite(score.max()):
-            found[step] = TYPE_NOUNS[int(np.argmax(score))]
+        near = nouns @ _centroid(encoder, sorted(_sample(ends[step], rng)))  # (N,)
+        if near.max() >= MIN_SIMILARITY:
+            found[step] = TYPE_NOUNS[int(np.argmax(near))]
     symmetric = graph.symmetric_relations()
     return {
         step: noun
