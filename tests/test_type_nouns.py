@@ -30,7 +30,16 @@ CURRENCY = {
     "Canada": "Canadian Dollar",
     "Norway": "Norwegian Krone",
 }
-GENRES = {"Heat": "Crime", "Alien": "Horror", "Up": "Animation", "Fargo": "Crime", "Rocky": "Drama"}
+GENRES = {
+    "Heat": "Crime",
+    "Alien": "Horror",
+    "Up": "Animation",
+    "Fargo": "Thriller",
+    "Rocky": "Drama",
+    "Airplane!": "Comedy",
+    "Unforgiven": "Western",
+    "Titanic": "Romance",
+}
 
 
 def countries() -> KGGraph:
@@ -56,7 +65,8 @@ def test_a_forward_step_named_like_the_entities_it_leaves_names_nothing(encoder)
     relation that is not symmetric is not used for its forward step."""
     graph = KGGraph.of([{"subject": f, "relation": "has genre", "object": g} for f, g in GENRES.items()])
     found = step_type_nouns(graph, encoder)
-    assert found.get(Step("has genre")) != found.get(Step("has genre", True))
+    assert found[Step("has genre", True)] in {"film", "movie"}
+    assert found.get(Step("has genre")) != found[Step("has genre", True)]
 
 
 def test_questions_name_the_kind_of_what_they_ask_for(types):
