@@ -17,9 +17,9 @@ word such as "Together" in "who wrote films together with X"); the k best paths 
 with the prior p(d|x) = softmax(score / tau) over them. A chain's probability is the softmax of its best path's
 score over the grounded chains, and an entity's probability of being an answer is the sum of the
 probabilities of the chains that reach it: P(y in Y | x) = sum_c p(c|x) [y in ends(c)].
-`support` is the chain prior's mass (as fitted, at temperature 1) on the best mention's grounded
-chains, each step in either direction (`_support`): low when the question asks for a relation the
-graph lacks, or one its topic entity has no fact of.
+`support` is the chain prior's mass (as fitted, at temperature 1) on the chains whose relations the
+best mention's grounded chains take (`_support`): low when the question asks for a relation the
+graph lacks, or one no path from its topic entity takes.
 """
 
 from __future__ import annotations
@@ -382,21 +382,23 @@ class PathSearch:
 
     def _support(self, chains: list[ChainResult], reading: np.ndarray) -> tuple[int | None, str | None, float]:
         """(best mention, its most likely chain, the prior's mass on the chains the graph has for it). A chain
-        counts when a grounded chain of the mention takes the same relations in the same order, in whichever
-        direction: the mass the prior puts on the wrong direction of a relation the topic has ("which ISO code
-        is assigned to Kenya" read as ISO code^-1) is still about what the graph holds; the mass on relations
-        it has no path for ("who directed Robert De Niro": an actor has no director), and on NONE_KEY, is not.
-        The mass is that of the regression as fitted (temperature 1): the temperature that suits the scores
-        flattens the distribution, and left a quarter of the mass on some grounded chain for any question
-        about a film."""
+        counts when a grounded chain of the mention takes every relation it takes, in either direction: the
+        prior's mass on the wrong direction of a relation the topic has ("which ISO code is assigned to Kenya"
+        read as ISO code^-1), on one step of a grounded chain ("which city is the capital of the country that
+        uses the yen" read as capital) or on its steps in another order is still about what the graph holds
+        near the topic; the mass on relations no grounded chain takes, and on NONE_KEY, is not. The mass is
+        that of the regression as fitted (temperature 1): the temperature that suits the scores flattens the
+        distribution, and left a quarter of the mass on some grounded chain for any question about a film."""
         if not len(reading):
             return None, None, 0.0
         mention = chains[0].mention if chains else 0
         fitted = reading[mention] * self.chain_prior.temperature  # log-probs at temperature 1, up to a constant
         fitted = fitted - np.logaddexp.reduce(fitted)
         best = max(self._chains, key=lambda i: fitted[i])
-        held = {_relations(c.chain) for c in chains if c.mention == mention}
-        mass = sum(math.exp(fitted[i]) for i, chain in self._chains.items() if _relations(chain) in held)
+        held = [_relations(c.chain) for c in chains if c.mention == mention]
+        mass = sum(
+            math.exp(fitted[i]) for i, chain in self._chains.items() if any(_relations(chain) <= h for h in held)
+        )
         return mention, self.chain_prior.keys[best], float(mass)
 
 
@@ -417,8 +419,8 @@ def _answers(
     return [AnswerSupport(name, prob[name], witnesses[name]) for name in ranked[: limits.max_answers]]
 
 
-def _relations(chain: Chain) -> tuple[str, ...]:
-    return tuple(step.relation for step in chain)
+def _relations(chain: Chain) -> frozenset[str]:
+    return frozenset(step.relation for step in chain)
 
 
 def _prefix_order(item: tuple[int, int, Chain]) -> tuple:
