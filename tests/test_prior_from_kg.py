@@ -52,9 +52,9 @@ COUNTRIES = {
 # Written by hand, in phrasings the generator does not use ("what is the X of Y", "the one whose X is Y", ...);
 # none of them is among the held-out questions of bench/data/demo_questions.jsonl. "First" is the path search's
 # top grounded chain: the prior's own first key is `<none>` for most of them (it learnt relation words other
-# than the relations' labels as "not in the graph"). The border and demonym questions were misread (a two-step
-# chain ending in `population` won) until the generated questions named the kind of their answers
-# (`type_nouns.py`).
+# than the relations' labels as "not in the graph"). The border and demonym questions were expected failures
+# (the border one was misread: a two-step chain won) until the generated questions named the kind of their
+# answers (`type_nouns.py`).
 ONE_HOP = [
     ("Which city is Japan's government seated in?", {"capital"}),
     ("Which country has its capital in Nairobi?", {"capital^-1"}),
