@@ -152,7 +152,7 @@ def _centroid(encoder: Encoder, names: list[str]) -> np.ndarray:
 
 def plural(noun: str) -> str:
     """'country' -> 'countries', 'city' -> 'cities', 'film' -> 'films', 'species' -> 'species'."""
-    if noun.endswith("ies") or noun.endswith("species") or noun.endswith("series"):
+    if noun.endswith("ies"):  # species, series, or a plural already
         return noun
     if noun.endswith("y") and noun[-2:-1] not in "aeiou":
         return noun[:-1] + "ies"
