@@ -43,7 +43,7 @@ TYPED_LIST_FORMS = ("which {ts} are {np}", "what {ts} are {np}", "list the {ts} 
 FORWARD_FORMS = ("the {r} of {np}", "the {r} of {np}", "{np}'s {r}")  # the possessive only around an entity
 # {t}: "one", or the noun of the step's ends ("the country whose currency is Yen")
 INVERSE_FORMS = ("the {t} whose {r} is {np}", "the {t} with {r} {np}", "the {t} that has {np} as its {r}")
-PLURAL_INVERSE_FORMS = ("the {t} whose {r} is {np}", "the {t} with {r} {np}", "the {t} that have {np} as their {r}")
+PLURAL_INVERSE_FORMS = (*INVERSE_FORMS[:2], "the {t} that have {np} as their {r}")
 # a question whose last step is inverse may put what it starts from first
 ENTITY_FIRST_FORMS = (
     "{e} is the {r} of which {t}",

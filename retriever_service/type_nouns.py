@@ -110,6 +110,7 @@ MIN_SIMILARITY = 0.6  # of the noun to the centroid of the step's ends
 MIN_ENDS = 5  # a step reaching fewer entities is not named: one or two names are not a kind
 KINDS_SHARE = 0.25  # a step whose ends are this share of TYPE_NOUNS or more ends in kinds (rdf:type)
 SAMPLE = 40  # names per step
+_KIND_NAMES = frozenset(TYPE_NOUNS)  # looked up once per end of every step
 
 
 def step_type_nouns(graph: KGGraph, encoder: Encoder, seed: int = 0) -> dict[Step, str]:
@@ -120,7 +121,7 @@ def step_type_nouns(graph: KGGraph, encoder: Encoder, seed: int = 0) -> dict[Ste
     nouns = encoder.encode(list(TYPE_NOUNS))  # (N, H)
     found = {}
     for step in steps:
-        near = nouns @ _centroid(encoder, sorted(_sample(ends[step], rng)))  # (N,)
+        near = nouns @ _centroid(encoder, _sample(ends[step], rng))  # (N,)
         if near.max() >= MIN_SIMILARITY:
             found[step] = TYPE_NOUNS[int(np.argmax(near))]
     symmetric = graph.symmetric_relations()
@@ -137,12 +138,13 @@ def _reverse(step: Step) -> Step:
 
 def _kinds(names: set[str]) -> bool:
     """Whether the names are kinds themselves (City, Company, Person: the objects of rdf:type)."""
-    return sum(name.lower() in TYPE_NOUNS for name in names) >= KINDS_SHARE * len(names)
+    return sum(name.lower() in _KIND_NAMES for name in names) >= KINDS_SHARE * len(names)
 
 
 def _sample(entities: set[str], rng: random.Random) -> list[str]:
+    """At most SAMPLE of the names, drawn from them in sorted order, sorted (the same sample every run)."""
     ordered = sorted(entities)
-    return ordered if len(ordered) <= SAMPLE else rng.sample(ordered, SAMPLE)
+    return ordered if len(ordered) <= SAMPLE else sorted(rng.sample(ordered, SAMPLE))
 
 
 def _centroid(encoder: Encoder, names: list[str]) -> np.ndarray:
