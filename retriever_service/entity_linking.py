@@ -46,6 +46,7 @@ class EntityIndex:
         self._names: dict[str, Counter[str]] = {}
         self._relations: Counter[str] = Counter()  # relation -> facts of it (alias relations not counted)
         self._steps: dict[str, Counter[tuple[str, bool]]] = {}  # name -> (relation, inverse) -> facts leaving it so
+        self._together: dict[tuple[str, bool], set[tuple[str, bool]]] | None = None  # step -> steps seen with it
         self._longest = 1
 
     def __len__(self) -> int:
@@ -54,6 +55,18 @@ class EntityIndex:
     def steps_from(self, names: tuple[str, ...]) -> set[tuple[str, bool]]:
         """The (relation, inverse) steps that leave any of the names: where a relation chain can start."""
         return {step for name in names for step in self._steps.get(name, ())}
+
+    def steps_of_kind(self, names: tuple[str, ...]) -> set[tuple[str, bool]]:
+        """The steps that leave some entity sharing a step with the names: where a chain can start from a thing
+        of their kind. From the euro (`currency^-1`) no currency takes `official language^-1`; from an actor
+        without films as a director, other actors do take `directed_by^-1`."""
+        if self._together is None:
+            together: dict[tuple[str, bool], set[tuple[str, bool]]] = {}
+            for signature in {frozenset(steps) for steps in self._steps.values() if steps}:  # distinct step sets
+                for step in signature:
+                    together.setdefault(step, set()).update(signature)
+            self._together = together
+        return {kin for step in self.steps_from(names) for kin in self._together.get(step, ())}
 
     @property
     def relations(self) -> list[str]:
@@ -75,6 +88,7 @@ class EntityIndex:
     def update(self, facts: list[dict], delta: int = 1) -> None:
         """Add (`delta=1`) or remove (`delta=-1`) the names of facts {subject, relation, object}; ends that are
         not entities (intermediate nodes, long texts: `shared.facts`) are never names."""
+        self._together = None
         for fact in facts:
             subject, obj, relation = fact["subject"], fact["object"], fact.get("relation", "")
             if relation.lower() not in ALIAS_RELATIONS:

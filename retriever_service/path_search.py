@@ -17,9 +17,9 @@ word such as "Together" in "who wrote films together with X"); the k best paths 
 with the prior p(d|x) = softmax(score / tau) over them. A chain's probability is the softmax of its best path's
 score over the grounded chains, and an entity's probability of being an answer is the sum of the
 probabilities of the chains that reach it: P(y in Y | x) = sum_c p(c|x) [y in ends(c)].
-`support` is the chain prior's mass (as fitted, at temperature 1) on the chains whose relations the
-best mention's grounded chains take (`_support`): low when the question asks for a relation the
-graph lacks, or one no path from its topic entity takes.
+`support` is the share of the chain prior's mass (as fitted, at temperature 1) on the chains whose relations
+the best mention's grounded chains take, among the chains a thing of its kind can start (`_support`): low
+when the question asks for a relation the graph lacks, or one no path from its topic entity takes.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class PathSearchResult:
     paths: list[ScoredPath]  # the k documents, best first
     chains: list[ChainResult]  # grounded chains, most probable first
     answers: list[AnswerSupport]  # best first
-    support: float  # chain prior mass on the best mention's grounded chains (0 when nothing is linked)
+    support: float  # share of the prior's mass on the best mention's grounded chains (0 when nothing is linked)
     best_chain: str | None  # the most probable chain of the best mention, grounded or not
     cuts: Cuts = field(default_factory=Cuts)
 
@@ -371,7 +371,7 @@ class PathSearch:
         for doc, prior in zip(documents, softmax_prior([d.score for d in documents], self.tau), strict=True):
             doc.prior = prior
         answers = _answers(chains, scored, limits, cuts)
-        _, best_chain, support = self._support(chains, reading)
+        _, best_chain, support = self._support(chains, reading, linked)
         return PathSearchResult(query, linked, documents, chains, answers, support, best_chain, cuts)
 
     def _chain_term(self, chain: ChainResult) -> float:
@@ -380,15 +380,21 @@ class PathSearch:
         prior = self.chain_prior
         return prior.weight * chain.log_prob + prior.naming_weight * chain.named - prior.mention_penalty * chain.mention
 
-    def _support(self, chains: list[ChainResult], reading: np.ndarray) -> tuple[int | None, str | None, float]:
-        """(best mention, its most likely chain, the prior's mass on the chains the graph has for it). A chain
-        counts when a grounded chain of the mention takes every relation it takes, in either direction: the
+    def _support(
+        self, chains: list[ChainResult], reading: np.ndarray, linked: list[LinkedEntity]
+    ) -> tuple[int | None, str | None, float]:
+        """(best mention, its most likely chain, the share of the prior's mass on the chains the graph has for it). A
+        chain counts when a grounded chain of the mention takes every relation it takes, in either direction: the
         prior's mass on the wrong direction of a relation the topic has ("which ISO code is assigned to Kenya"
         read as ISO code^-1), on one step of a grounded chain ("which city is the capital of the country that
         uses the yen" read as capital) or on its steps in another order is still about what the graph holds
-        near the topic; the mass on relations no grounded chain takes, and on NONE_KEY, is not. The mass is
-        that of the regression as fitted (temperature 1): the temperature that suits the scores flattens the
-        distribution, and left a quarter of the mass on some grounded chain for any question about a film."""
+        near the topic; the mass on relations no grounded chain takes, and on NONE_KEY, is not. The share is of
+        the mass on the chains a thing of the topic's kind can start (`EntityIndex.steps_of_kind`), the counted
+        ones and NONE_KEY: the prior reads the question alone, and on "which countries use the euro" spread
+        most of its mass over chains that start from languages, time zones, cities and codes, which no currency
+        starts. The mass is that of the regression as fitted (temperature 1): the temperature that
+        suits the scores flattens the distribution, and left a quarter of the mass on some grounded chain for
+        any question about a film."""
         if not len(reading):
             return None, None, 0.0
         mention = chains[0].mention if chains else 0
@@ -396,10 +402,16 @@ class PathSearch:
         fitted = fitted - np.logaddexp.reduce(fitted)
         best = max(self._chains, key=lambda i: fitted[i])
         held = [_relations(c.chain) for c in chains if c.mention == mention]
-        mass = sum(
-            math.exp(fitted[i]) for i, chain in self._chains.items() if any(_relations(chain) <= h for h in held)
-        )
-        return mention, self.chain_prior.keys[best], float(mass)
+        kind = self.entities.steps_of_kind(linked[mention].names)
+        mass = held_mass = 0.0
+        for i, chain in self._chains.items():
+            holds = any(_relations(chain) <= h for h in held)
+            if holds or tuple(chain[0]) in kind:
+                mass += math.exp(fitted[i])
+                held_mass += math.exp(fitted[i]) if holds else 0.0
+        none = self.chain_prior.keys.index(NONE_KEY) if NONE_KEY in self.chain_prior.keys else None
+        mass += math.exp(fitted[none]) if none is not None else 0.0
+        return mention, self.chain_prior.keys[best], held_mass / mass if mass else 0.0
 
 
 def _answers(

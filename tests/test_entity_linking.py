@@ -83,3 +83,22 @@ def test_removing_facts_forgets_unused_names():
 
 def test_no_entity():
     assert index().link("what is the meaning of life") == []
+
+
+def test_steps_of_kind_are_those_of_every_entity_sharing_a_step():
+    idx = index()
+    films = {("directed_by", False), ("starred_actors", False), ("has_tags", False)}
+    assert idx.steps_of_kind(("Big",)) == films  # Big stars Tom Hanks; Forrest Gump, which does too, has the rest
+    assert ("release_year", False) in idx.steps_of_kind(("Tom",))  # a film that shares no step with the others
+    assert idx.steps_of_kind(("Spike Jonze",)) == {("directed_by", True)}  # no director here acts
+    assert idx.steps_of_kind(("Zorblax",)) == set()
+
+
+def test_steps_of_kind_follow_added_and_removed_facts():
+    idx = index()
+    acting = {"subject": "Her", "relation": "starred_actors", "object": "Spike Jonze"}
+    assert ("starred_actors", True) not in idx.steps_of_kind(("Robert Zemeckis",))
+    idx.update([acting])
+    assert ("starred_actors", True) in idx.steps_of_kind(("Robert Zemeckis",))  # a director who acts: directors can
+    idx.update([acting], -1)
+    assert ("starred_actors", True) not in idx.steps_of_kind(("Robert Zemeckis",))

@@ -129,10 +129,21 @@ def test_an_intermediate_node_is_walked_through_and_never_an_answer(world):
 
 
 def test_a_relation_no_path_from_the_topic_takes_leaves_support_low(world):
+    """Chris Noonan directed Babe, which names no actor: acting is a step people take (Mel Gibson both
+    directs and acts), not one he takes."""
     grounded = search(world, "who directed Heat", "directed_by")
-    lacking = search(world, "when was Robert De Niro released", "release_year")  # no chain from an actor has one
+    lacking = search(world, "which films did Chris Noonan act in", "starred_actors^-1")
     assert grounded.support > 0.9 > 0.2 > lacking.support
-    assert lacking.best_chain == "release_year"
+    assert lacking.best_chain == "starred_actors^-1"
+
+
+def test_mass_on_chains_no_entity_of_the_topics_kind_starts_is_left_out_of_support(world):
+    """A year starts no `directed_by^-1` step: the prior's mass there, whatever the question, is not a reading
+    of a question about 1995, and support is the share of the rest on what the graph holds about it."""
+    result = search(world, "which films came out in 1995", "directed_by^-1")
+    assert result.best_chain == "directed_by^-1"
+    # left: release_year^-1 (grounded), release_year (its relation, either way) and NONE_KEY, equally likely
+    assert result.support == pytest.approx(2 / 3, abs=1e-3)
 
 
 def test_a_relation_a_grounded_chain_takes_in_any_direction_is_support(world):
