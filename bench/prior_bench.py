@@ -46,16 +46,11 @@ from retriever_service.ingest import ingest_triples
 from retriever_service.path_replies import search_replies, thresholds
 from retriever_service.path_search import PathSearch
 from retriever_service.prior_fitting import (
-    FitReport,
-    fit_chain_prior,
     fit_for_store,
-    generated_training_questions,
-    kg_graph,
 )
 from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
-from retriever_service.type_nouns import step_type_nouns
 from shared.metrics import Metrics
 from shared.names import fold
 from shared.retriever_api import PathOptions, PathSearchResponse
@@ -160,14 +155,6 @@ def _mean(values) -> float:
 # ---- the priors ----
 
 
-def fit_one_hop(search: PathSearch, seed: int) -> tuple[RelationPrior, FitReport]:
-    """fit_for_store's fitting on generated one-step questions (and the negatives) only."""
-    graph = kg_graph(search)
-    types = step_type_nouns(graph, search.encoder, seed)
-    questions = generated_training_questions(graph, [], from_kg=True, seed=seed, max_hops=1, types=types)
-    return fit_chain_prior(search, graph, questions, holdout=0.2, seed=seed, max_eval=900)
-
-
 def run_prior(
     name: str, state: RetrieverState, questions: list[dict], seed: int, save_dir: Path | None = None
 ) -> dict[str, dict]:
@@ -180,9 +167,8 @@ def run_prior(
     if name == "uniform":
         search.prior = RelationPrior.uniform(state.entities.relations, state.encoder.dim)
     else:
-        prior, report = (
-            fit_for_store(search, [], from_kg=True, seed=seed) if name == "from_kg" else fit_one_hop(search, seed)
-        )
+        hops = 2 if name == "from_kg" else 1
+        prior, report = fit_for_store(search, [], from_kg=True, seed=seed, max_hops=hops)
         search.prior = prior
         fit = {**dataclasses.asdict(report), "total_seconds": round(time.perf_counter() - start, 1)}
         print(

@@ -312,15 +312,16 @@ def fit_for_store(
     seed: int = 0,
     holdout: float = 0.2,
     max_eval: int = 900,
+    max_hops: int = 2,
 ) -> tuple[RelationPrior, FitReport]:
     """Fit the chain prior of the store `search` reads: on the question files, with questions generated from
-    the KG's chains when asked or when there are no files, and negatives always."""
+    the KG's chains (of up to max_hops steps) when asked or when there are no files, and negatives always."""
     graph = kg_graph(search)
     questions = [q for path in files for q in read_training_questions(path)]
     topics = [m[1] for q in questions if (m := _BRACKETED.search(q.text))]
     types = step_type_nouns(graph, search.encoder, seed)
     questions += generated_training_questions(
-        graph, topics, from_kg=from_kg or not files, seed=seed, others=len(questions), types=types
+        graph, topics, from_kg=from_kg or not files, seed=seed, others=len(questions), max_hops=max_hops, types=types
     )
     keep, abstain = (KEEP_ANSWERED, None) if files else (KEEP_ANSWERED_GENERATED, ABSTAIN_GENERATED)
     return fit_chain_prior(
