@@ -45,9 +45,7 @@ from retriever_service.entity_linking import mask_mention
 from retriever_service.ingest import ingest_triples
 from retriever_service.path_replies import search_replies, thresholds
 from retriever_service.path_search import PathSearch
-from retriever_service.prior_fitting import (
-    fit_for_store,
-)
+from retriever_service.prior_fitting import fit_for_store
 from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState

@@ -383,18 +383,20 @@ class PathSearch:
     def _support(
         self, chains: list[ChainResult], reading: np.ndarray, linked: list[LinkedEntity]
     ) -> tuple[int | None, str | None, float]:
-        """(best mention, its most likely chain, the share of the prior's mass on the chains the graph has for it). A
-        chain counts when a grounded chain of the mention takes every relation it takes, in either direction: the
-        prior's mass on the wrong direction of a relation the topic has ("which ISO code is assigned to Kenya"
-        read as ISO code^-1), on one step of a grounded chain ("which city is the capital of the country that
-        uses the yen" read as capital) or on its steps in another order is still about what the graph holds
-        near the topic; the mass on relations no grounded chain takes, and on NONE_KEY, is not. The share is of
-        the mass on the chains a thing of the topic's kind can start (`EntityIndex.steps_of_kind`), the counted
-        ones and NONE_KEY: the prior reads the question alone, and on "which countries use the euro" spread
-        most of its mass over chains that start from languages, time zones, cities and codes, which no currency
-        starts. The mass is that of the regression as fitted (temperature 1): the temperature that
-        suits the scores flattens the distribution, and left a quarter of the mass on some grounded chain for
-        any question about a film."""
+        """(best mention, its most likely chain, the share of the prior's mass on the chains the graph has for it).
+
+        A chain counts when a grounded chain of the mention takes every relation it takes, in either direction:
+        the prior's mass on the wrong direction of a relation the topic has ("which ISO code is assigned to
+        Kenya" read as ISO code^-1), on one step of a grounded chain ("which city is the capital of the country
+        that uses the yen" read as capital) or on its steps in another order is still about what the graph holds
+        near the topic; the mass on relations no grounded chain takes, and on NONE_KEY, is not.
+
+        The share is of the mass on the counted chains, on those a thing of the topic's kind can start
+        (`EntityIndex.steps_of_kind`) and on NONE_KEY: the prior reads the question alone, and on "which
+        countries use the euro" spread most of its mass over chains that start from languages, time zones,
+        cities and codes, which no currency starts. The mass is that of the regression as fitted (temperature
+        1): the temperature that suits the scores flattens the distribution, and left a quarter of the mass on
+        some grounded chain for any question about a film."""
         if not len(reading):
             return None, None, 0.0
         mention = chains[0].mention if chains else 0
