@@ -46,7 +46,8 @@ class EntityIndex:
         self._names: dict[str, Counter[str]] = {}
         self._relations: Counter[str] = Counter()  # relation -> facts of it (alias relations not counted)
         self._steps: dict[str, Counter[tuple[str, bool]]] = {}  # name -> (relation, inverse) -> facts leaving it so
-        self._together: dict[tuple[str, bool], set[tuple[str, bool]]] | None = None  # step -> steps seen with it
+        self._version = 0  # updates done: what is derived from the index records the version it read
+        self._together: tuple[int, dict[tuple[str, bool], set[tuple[str, bool]]]] | None = None  # step -> steps with it
         self._longest = 1
 
     def __len__(self) -> int:
@@ -60,13 +61,15 @@ class EntityIndex:
         """The steps that leave some entity sharing a step with the names: where a chain can start from a thing
         of their kind. From the euro (`currency^-1`) no currency takes `official language^-1`; from an actor
         without films as a director, other actors do take `directed_by^-1`."""
-        if self._together is None:
+        if self._together is None or self._together[0] != self._version:
+            version = self._version
+            snapshot = list(self._steps.values())  # one C call: an ingest running beside it cannot change it midway
             together: dict[tuple[str, bool], set[tuple[str, bool]]] = {}
-            for signature in {frozenset(steps) for steps in self._steps.values() if steps}:  # distinct step sets
+            for signature in {frozenset(steps) for steps in snapshot if steps}:  # distinct step sets
                 for step in signature:
                     together.setdefault(step, set()).update(signature)
-            self._together = together
-        return {kin for step in self.steps_from(names) for kin in self._together.get(step, ())}
+            self._together = (version, together)
+        return {kin for step in self.steps_from(names) for kin in self._together[1].get(step, ())}
 
     @property
     def relations(self) -> list[str]:
@@ -88,20 +91,25 @@ class EntityIndex:
     def update(self, facts: list[dict], delta: int = 1) -> None:
         """Add (`delta=1`) or remove (`delta=-1`) the names of facts {subject, relation, object}; ends that are
         not entities (intermediate nodes, long texts: `shared.facts`) are never names."""
-        self._together = None
-        for fact in facts:
-            subject, obj, relation = fact["subject"], fact["object"], fact.get("relation", "")
-            if relation.lower() not in ALIAS_RELATIONS:
-                _count(self._relations, relation, delta)
-                _count(self._steps.setdefault(subject, Counter()), (relation, False), delta)
-                _count(self._steps.setdefault(obj, Counter()), (relation, True), delta)
-            if kind_of(fact, "subject") == ENTITY:
-                self._change(fold(subject), subject, delta)
-                if relation.lower() in ALIAS_RELATIONS:
-                    self._change(fold(obj), subject, delta)
-                    continue
-            if kind_of(fact, "object") == ENTITY and relation.lower() not in ALIAS_RELATIONS:
-                self._change(fold(obj), obj, delta)
+        try:
+            for fact in facts:
+                self._update_one(fact, delta)
+        finally:  # after the change: what was read during it is read again
+            self._version += 1
+
+    def _update_one(self, fact: dict, delta: int) -> None:
+        subject, obj, relation = fact["subject"], fact["object"], fact.get("relation", "")
+        if relation.lower() not in ALIAS_RELATIONS:
+            _count(self._relations, relation, delta)
+            _count(self._steps.setdefault(subject, Counter()), (relation, False), delta)
+            _count(self._steps.setdefault(obj, Counter()), (relation, True), delta)
+        if kind_of(fact, "subject") == ENTITY:
+            self._change(fold(subject), subject, delta)
+            if relation.lower() in ALIAS_RELATIONS:
+                self._change(fold(obj), subject, delta)
+                return
+        if kind_of(fact, "object") == ENTITY and relation.lower() not in ALIAS_RELATIONS:
+            self._change(fold(obj), obj, delta)
 
     def lookup(self, text: str) -> tuple[str, ...]:
         return tuple(sorted(self._names.get(fold(text), ())))
