@@ -219,7 +219,7 @@ def prior_top(search: PathSearch, question: str, n: int = 3) -> dict:
         return {}
     [row] = search.prior.log_probs(search.encoder.encode([mask_mention(question, linked[0])]))
     best = np.argsort(-row)[:n]
-    none = search.prior.keys.index(NONE_KEY) if NONE_KEY in search.prior.keys else None
+    none = search.prior.column(NONE_KEY)
     top = [[search.prior.keys[i], round(float(np.exp(row[i])), 4)] for i in best]
     return {
         "mention": linked[0].mention,

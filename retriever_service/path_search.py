@@ -409,9 +409,10 @@ class PathSearch:
         for i, chain in self._chains.items():
             holds = any(_relations(chain) <= h for h in held)
             if holds or tuple(chain[0]) in kind:
-                mass += math.exp(fitted[i])
-                held_mass += math.exp(fitted[i]) if holds else 0.0
-        none = self.chain_prior.keys.index(NONE_KEY) if NONE_KEY in self.chain_prior.keys else None
+                p = math.exp(fitted[i])
+                mass += p
+                held_mass += p if holds else 0.0
+        none = self.chain_prior.column(NONE_KEY)
         mass += math.exp(fitted[none]) if none is not None else 0.0
         return mention, self.chain_prior.keys[best], held_mass / mass if mass else 0.0
 

@@ -95,9 +95,13 @@ class RelationPrior:
         logits = (vectors @ self.weights.T + self.bias) / self.temperature  # (Q, R)
         return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
 
+    def column(self, key: str) -> int | None:
+        """The key's column in `log_probs`, or None for a key never seen in training."""
+        return self._index.get(key)
+
     def log_prob(self, key: str, log_probs: np.ndarray) -> float:
         """log p(key | q) from one row (R,) of `log_probs`; a key never seen in training gets the row's lowest."""
-        row = self._index.get(key)
+        row = self.column(key)
         return float(log_probs.min() if row is None else log_probs[row])
 
     def save(self, path: Path) -> Path:
