@@ -185,7 +185,7 @@ class PathSearch:
         """`prior` may be set later (fitting tries several); a search needs one."""
         self.encoder, self.store, self.entities, self.prior, self.tau = encoder, store, entities, prior, tau
         self.observe = observe or (lambda stage, seconds: None)  # stage: "embed" or "search"
-        self._parsed: tuple[list[str], dict[int, Chain]] | None = None
+        self._parsed: tuple[list[str], dict[int, Chain], dict[int, frozenset[str]]] | None = None
 
     @property
     def chain_prior(self) -> RelationPrior:
@@ -197,10 +197,19 @@ class PathSearch:
     @property
     def _chains(self) -> dict[int, Chain]:
         """The prior's chains by column (NONE_KEY left out), parsed once per list of keys."""
+        return self._parsed_keys()[1]
+
+    @property
+    def _chain_relations(self) -> dict[int, frozenset[str]]:
+        """The relations each of the prior's chains takes, by column, as `_chains`."""
+        return self._parsed_keys()[2]
+
+    def _parsed_keys(self) -> tuple[list[str], dict[int, Chain], dict[int, frozenset[str]]]:
         keys = self.chain_prior.keys
         if self._parsed is None or self._parsed[0] is not keys:
-            self._parsed = (keys, {i: parse_chain(k) for i, k in enumerate(keys) if k != NONE_KEY})
-        return self._parsed[1]
+            chains = {i: parse_chain(k) for i, k in enumerate(keys) if k != NONE_KEY}
+            self._parsed = (keys, chains, {i: _relations(c) for i, c in chains.items()})
+        return self._parsed
 
     def search(self, queries: list[str], k: int, limits: PathLimits) -> list[PathSearchResult]:
         links = [self.entities.link(q) for q in queries]
@@ -403,12 +412,12 @@ class PathSearch:
         fitted = reading[mention] * self.chain_prior.temperature  # log-probs at temperature 1, up to a constant
         fitted = fitted - np.logaddexp.reduce(fitted)
         best = max(self._chains, key=lambda i: fitted[i])
-        held = [_relations(c.chain) for c in chains if c.mention == mention]
+        held = {_relations(c.chain) for c in chains if c.mention == mention}
         kind = self.entities.steps_of_kind(linked[mention].names)
         mass = held_mass = 0.0
-        for i, chain in self._chains.items():
-            holds = any(_relations(chain) <= h for h in held)
-            if holds or tuple(chain[0]) in kind:
+        for i, relations in self._chain_relations.items():
+            holds = any(relations <= h for h in held)
+            if holds or tuple(self._chains[i][0]) in kind:
                 p = math.exp(fitted[i])
                 mass += p
                 held_mass += p if holds else 0.0
