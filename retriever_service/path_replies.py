@@ -4,7 +4,7 @@ the offline users (distillation, benchmarks) build replies here, so they see wha
 
 from __future__ import annotations
 
-from retriever_service.chains import chain_key, chain_words, parse_chain
+from retriever_service.chains import NONE_KEY, chain_key, chain_words, parse_chain
 from retriever_service.path_search import Path, PathLimits, PathSearch, PathSearchResult, ScoredPath
 from retriever_service.relation_prior import RelationPrior
 from retriever_service.settings import RetrieverSettings
@@ -102,19 +102,30 @@ def to_reply(
 
 
 def _verdict(r: PathSearchResult, abstain_t: float) -> tuple[str | None, str | None]:
-    """(reason, note) when the graph has no answer for the query, else (None, None)."""
+    """(reason, note) when the graph has no answer for the query, else (None, None). The note says what the
+    prior read and, when a path from the topic was found, the closest chain the graph has for it."""
     if not r.linked:
         return "no_entity", "no entity of the question was found in the graph"
-    asked = chain_words(parse_chain(r.best_chain)) if r.best_chain else "what the question asks"
-    about = r.linked[0].names[0]
+    about = r.linked[r.chains[0].mention if r.chains else 0].names[0]
+    lacking = r.best_chain == NONE_KEY
+    asked = chain_words(parse_chain(r.best_chain)) if r.best_chain and not lacking else "what the question asks"
     if not r.chains:
         return "no_path", f"the graph has no path from {about} for {asked}"
-    if r.support < abstain_t:
+    if r.support >= abstain_t:
+        return None, None
+    support = f"support {r.support:.3f} < {abstain_t:.3f}"
+    closest = chain_words(r.chains[0].chain)
+    if lacking:
         return "low_support", (
-            f"the graph has no path from {about} for what the question most likely asks "
-            f"({asked}); support {r.support:.3f} < {abstain_t:.3f}"
+            f"the question most likely asks for something the graph does not hold about {about} ({support}); "
+            f"the closest it has: {closest}"
         )
-    return None, None
+    if any(c.key == r.best_chain and c.mention == r.chains[0].mention for c in r.chains):
+        return "low_support", f"the question reads only weakly as asking for {asked}, which {about} has ({support})"
+    return "low_support", (
+        f"the graph has no path from {about} for what the question most likely asks ({asked}); {support}; "
+        f"the closest it has: {closest}"
+    )
 
 
 def _path_ref(path: Path) -> PathRef:

@@ -168,7 +168,7 @@ class PathSearchResult:
     chains: list[ChainResult]  # grounded chains, most probable first
     answers: list[AnswerSupport]  # best first
     support: float  # share of the prior's mass on the best mention's grounded chains (0 when nothing is linked)
-    best_chain: str | None  # the most probable chain of the best mention, grounded or not
+    best_chain: str | None  # the best mention's most probable chain, grounded or not, or NONE_KEY (`_support`)
     cuts: Cuts = field(default_factory=Cuts)
 
 
@@ -392,7 +392,10 @@ class PathSearch:
     def _support(
         self, chains: list[ChainResult], reading: np.ndarray, linked: list[LinkedEntity]
     ) -> tuple[int | None, str | None, float]:
-        """(best mention, its most likely chain, the share of the prior's mass on the chains the graph has for it).
+        """(best mention, its most likely reading, the share of the prior's mass on the chains the graph has for it).
+
+        The reading is the prior's most likely chain, grounded or not, or NONE_KEY when the prior puts more
+        mass there than on any chain (it reads the question as asking for a relation the graph lacks).
 
         A chain counts when a grounded chain of the mention takes every relation it takes, in either direction:
         the prior's mass on the wrong direction of a relation the topic has ("which ISO code is assigned to
@@ -423,6 +426,8 @@ class PathSearch:
                 held_mass += p if holds else 0.0
         none = self.chain_prior.column(NONE_KEY)
         mass += math.exp(fitted[none]) if none is not None else 0.0
+        if none is not None and fitted[none] > fitted[best]:
+            best = none
         return mention, self.chain_prior.keys[best], held_mass / mass if mass else 0.0
 
 

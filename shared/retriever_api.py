@@ -186,7 +186,11 @@ class PathSearchResponse(BaseModel):
     abstain: bool = Field(..., description="true: the graph has no answer (see reason and note)")
     reason: str | None = Field(None, description="why it abstains: no_entity, no_path or low_support")
     note: str | None = Field(None, description="the reason in words")
-    best_chain: str | None = Field(None, description="the most likely chain of the best mention, grounded or not")
+    best_chain: str | None = Field(
+        None,
+        description='the most likely chain of the best mention, grounded or not; "<none>" when the prior reads the '
+        "question as asking for a relation the graph lacks",
+    )
     cuts: PathCuts
 
 

@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from retriever_service.chains import NONE_KEY, parse_chain
+from retriever_service.chains import NONE_KEY, chain_words, parse_chain
 from retriever_service.entity_linking import ALIAS_RELATIONS, EntityIndex
 from retriever_service.ingest import ingest_triples
 from retriever_service.kg_graph import KGGraph
+from retriever_service.path_replies import to_reply
 from retriever_service.path_search import PathLimits, PathSearch
 from retriever_service.readers import read_triples
 from retriever_service.relation_prior import RelationPrior
@@ -154,6 +155,38 @@ def test_a_relation_a_grounded_chain_takes_in_any_direction_is_support(world):
     flipped = search(world, "who directed Heat", "directed_by^-1")  # Heat is no one's director
     assert "directed_by^-1" not in {c.key for c in flipped.chains}
     assert part.support > 0.9 and flipped.support > 0.9
+
+
+def verdict(result, abstain_threshold: float = 0.5) -> tuple[str | None, str | None]:
+    reply = to_reply(result, 5, 3, 0.05, 0.5, abstain_threshold)
+    return reply.reason, reply.note
+
+
+def test_a_question_read_as_about_a_relation_the_graph_lacks_says_so_and_names_the_closest_chain(world):
+    """Most of the prior's mass on NONE_KEY: the reading is "<none>", and the note does not claim that the
+    graph lacks a path for some chain it holds (it said "no path from Mongolia for borders (reversed)" above
+    the very path)."""
+    result = search(world, "who is the producer of Heat", NONE_KEY)
+    assert result.best_chain == NONE_KEY and result.support < 0.5
+    reason, note = verdict(result)
+    closest = chain_words(result.chains[0].chain)
+    assert reason == "low_support" and note.startswith("the question most likely asks for something the graph")
+    assert "about Heat" in note and note.endswith(f"the closest it has: {closest}")
+
+
+def test_a_chain_the_topic_lacks_is_named_as_missing_beside_the_closest_it_has(world):
+    result = search(world, "which films did Chris Noonan act in", "starred_actors^-1")
+    reason, note = verdict(result)
+    assert reason == "low_support" and "no path from Chris Noonan" in note and "(starred actors (reversed))" in note
+    assert note.endswith(f"the closest it has: {chain_words(result.chains[0].chain)}")
+
+
+def test_a_grounded_reading_under_the_threshold_is_called_weak_not_missing(world):
+    result = search(world, "who directed Heat", "directed_by")
+    assert verdict(result) == (None, None)
+    reason, note = verdict(result, abstain_threshold=1.01)
+    assert reason == "low_support" and note.startswith("the question reads only weakly as asking for directed by")
+    assert "which Heat has" in note
 
 
 def test_an_unfitted_prior_cuts_no_chain_from_the_beam(world):
