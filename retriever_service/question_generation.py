@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from retriever_service.chains import NONE_KEY, SEPARATOR, Chain, Step, chain_key
+from retriever_service.chains import NONE_KEY, SEPARATOR, Chain, Step, chain_key, parse_chain
 from retriever_service.kg_graph import KGGraph
 from retriever_service.type_nouns import plural
 from shared.facts import relation_label
@@ -204,7 +204,11 @@ def chain_questions(
     symmetric relation twice ("the borders of the borders of X"): written in the same words as the one-step
     question, these drew the prior to themselves (borders/borders, borders/borders^-1, ...: four of them to
     the one-step question's two). A relation and its inverse stay when the relation is not symmetric ("films
-    that share an actor with X")."""
+    that share an actor with X").
+
+    A single step that fewer than per_chain entities answer gets more phrasings of the same entities, up to
+    per_chain questions (`_more_phrasings`): with one question per entity, a relation one entity has was one
+    question among a hundred on a small DBpedia extract, and the prior gave it too little mass."""
     symmetric = graph.symmetric_relations()
     entities = sorted(e for e in graph.entities() if graph.is_answer(e))
     rng.shuffle(entities)
@@ -217,7 +221,27 @@ def chain_questions(
             if len(answers) <= max_answers and len(bucket) < per_chain:
                 text = phrase_question(entity, chain, len(answers), rng, types)
                 bucket.append(GeneratedQuestion(text, tuple(sorted(answers)), chain_key(chain), entity))
+    for key, bucket in found.items():
+        if SEPARATOR not in key:
+            _more_phrasings(bucket, per_chain, rng, types)
     return [q for key, bucket in found.items() if len(bucket) >= min_topics or SEPARATOR not in key for q in bucket]
+
+
+def _more_phrasings(
+    bucket: list[GeneratedQuestion], per_chain: int, rng: random.Random, types: Mapping[Step, str] | None
+) -> None:
+    """Fill a chain's questions up to per_chain with new phrasings of the entities it has questions about
+    (each text once; a bounded number of draws, since an entity has finitely many phrasings)."""
+    seen = {q.text for q in bucket}
+    written = list(bucket)
+    for _ in range(4 * per_chain if written else 0):
+        if len(bucket) >= per_chain:
+            return
+        q = rng.choice(written)
+        text = phrase_question(q.topic, parse_chain(q.chain), len(q.answers), rng, types)
+        if text not in seen:
+            seen.add(text)
+            bucket.append(GeneratedQuestion(text, q.answers, q.chain, q.topic))
 
 
 def absent_relations(graph: KGGraph) -> list[str]:

@@ -39,3 +39,18 @@ def test_a_relation_only_one_entity_has_still_gets_its_questions():
     assert "number of employees" in chains  # one topic, one step: a relation, kept
     assert "borders/number of employees" in chains  # three countries border A: three topics
     assert "number of employees^-1/currency" not in chains  # two steps from one topic (221000): left out
+
+
+def test_a_relation_few_entities_have_gets_as_many_questions_as_others_in_new_phrasings():
+    """One question per entity left a relation one entity has with one question among many: the prior gave it
+    too little mass. Its one entity is asked about in new phrasings up to per_chain; chains of two steps are
+    not filled up."""
+    g = graph()
+    g.add({"subject": "A", "relation": "number of employees", "object": "221000"})
+    questions = chain_questions(g, max_hops=2, per_chain=8, max_answers=10, rng=random.Random(0), min_topics=1)
+    employees = [q for q in questions if q.chain == "number of employees"]
+    assert len(employees) == 8 and len({q.text for q in employees}) == 8
+    assert {(q.topic, q.answers) for q in employees} == {("A", ("221000",))}
+    assert all("A" in q.text and "number of employees" in q.text for q in employees)
+    two_steps = [q for q in questions if q.chain == "number of employees^-1/currency"]
+    assert len(two_steps) == 1  # one topic (221000), one question
