@@ -29,6 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -128,6 +129,20 @@ class ScoredPath:
     prior: float = 0.0
 
 
+class PriorChain(NamedTuple):
+    """One of the chain prior's keys, parsed: the chain, the relations it takes, its first step as the entity
+    index keys steps ((relation, inverse): `EntityIndex.steps_from`)."""
+
+    chain: Chain
+    relations: frozenset[str]
+    start: tuple[str, bool]
+
+    @classmethod
+    def of(cls, key: str) -> PriorChain:
+        chain = parse_chain(key)
+        return cls(chain, _relations(chain), (chain[0].relation, chain[0].inverse))
+
+
 @dataclass
 class ChainResult:
     mention: int
@@ -185,7 +200,7 @@ class PathSearch:
         """`prior` may be set later (fitting tries several); a search needs one."""
         self.encoder, self.store, self.entities, self.prior, self.tau = encoder, store, entities, prior, tau
         self.observe = observe or (lambda stage, seconds: None)  # stage: "embed" or "search"
-        self._parsed: tuple[list[str], dict[int, Chain], dict[int, frozenset[str]]] | None = None
+        self._parsed: tuple[list[str], dict[int, PriorChain]] | None = None
 
     @property
     def chain_prior(self) -> RelationPrior:
@@ -195,21 +210,12 @@ class PathSearch:
         return self.prior
 
     @property
-    def _chains(self) -> dict[int, Chain]:
+    def _chains(self) -> dict[int, PriorChain]:
         """The prior's chains by column (NONE_KEY left out), parsed once per list of keys."""
-        return self._parsed_keys()[1]
-
-    @property
-    def _chain_relations(self) -> dict[int, frozenset[str]]:
-        """The relations each of the prior's chains takes, by column, as `_chains`."""
-        return self._parsed_keys()[2]
-
-    def _parsed_keys(self) -> tuple[list[str], dict[int, Chain], dict[int, frozenset[str]]]:
         keys = self.chain_prior.keys
         if self._parsed is None or self._parsed[0] is not keys:
-            chains = {i: parse_chain(k) for i, k in enumerate(keys) if k != NONE_KEY}
-            self._parsed = (keys, chains, {i: _relations(c) for i, c in chains.items()})
-        return self._parsed
+            self._parsed = (keys, {i: PriorChain.of(k) for i, k in enumerate(keys) if k != NONE_KEY})
+        return self._parsed[1]
 
     def search(self, queries: list[str], k: int, limits: PathLimits) -> list[PathSearchResult]:
         links = [self.entities.link(q) for q in queries]
@@ -241,14 +247,14 @@ class PathSearch:
         leaves one of its names), by their term in the score (`_chain_term`), from its reading (M, R) and the
         question's words; chains as good as the last one kept are kept too (an unfitted prior ties them all:
         cosine decides among them)."""
-        columns = [i for i, chain in self._chains.items() if len(chain) <= limits.max_hops]
+        columns = [(i, c) for i, c in self._chains.items() if len(c.chain) <= limits.max_hops]
         out: list[ChainResult] = []
         for mention, row in enumerate(reading):
             starts = self.entities.steps_from(linked[mention].names)
             chains = [
-                ChainResult(mention, self._chains[i], float(row[i]), [], named_share(self._chains[i], words))
-                for i in columns
-                if tuple(self._chains[i][0]) in starts
+                ChainResult(mention, c.chain, float(row[i]), [], named_share(c.chain, words))
+                for i, c in columns
+                if c.start in starts
             ]
             chains.sort(key=lambda c: -self._chain_term(c))
             last = self._chain_term(chains[min(limits.beam, len(chains)) - 1]) if chains else 0.0
@@ -418,9 +424,9 @@ class PathSearch:
         held = {_relations(c.chain) for c in chains if c.mention == mention}
         kind = self.entities.steps_of_kind(linked[mention].names)
         mass = held_mass = 0.0
-        for i, relations in self._chain_relations.items():
-            holds = any(relations <= h for h in held)
-            if holds or tuple(self._chains[i][0]) in kind:
+        for i, c in self._chains.items():
+            holds = any(c.relations <= h for h in held)
+            if holds or c.start in kind:
                 p = math.exp(fitted[i])
                 mass += p
                 held_mass += p if holds else 0.0

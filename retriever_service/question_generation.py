@@ -232,13 +232,16 @@ def _more_phrasings(
 ) -> None:
     """Fill a chain's questions up to per_chain with new phrasings of the entities it has questions about
     (each text once; a bounded number of draws, since an entity has finitely many phrasings)."""
+    if not bucket:
+        return
     seen = {q.text for q in bucket}
     written = list(bucket)
-    for _ in range(4 * per_chain if written else 0):
+    chain = parse_chain(bucket[0].chain)  # one bucket, one chain
+    for _ in range(4 * per_chain):
         if len(bucket) >= per_chain:
             return
         q = rng.choice(written)
-        text = phrase_question(q.topic, parse_chain(q.chain), len(q.answers), rng, types)
+        text = phrase_question(q.topic, chain, len(q.answers), rng, types)
         if text not in seen:
             seen.add(text)
             bucket.append(GeneratedQuestion(text, q.answers, q.chain, q.topic))
