@@ -117,7 +117,7 @@ class EntityIndex:
     def link(self, question: str) -> list[LinkedEntity]:
         """Entities mentioned in the question, best first: a bracket hint, else the longest mentions."""
         hinted = [
-            LinkedEntity(fold(span), names, hinted=True)
+            LinkedEntity(fold(span), _as_written(names, fold(span), span), hinted=True)
             for span in _BRACKETED.findall(question)
             if (names := self.lookup(span))
         ]
@@ -132,7 +132,7 @@ class EntityIndex:
 
         spans = ([s for s in chosen if specific(s)] or chosen) + [s for s in overlapping if specific(s)]
         keys = dict.fromkeys(" ".join(tokens[i:j]) for i, j in spans)
-        return [LinkedEntity(key, tuple(sorted(self._names[key]))) for key in keys]
+        return [LinkedEntity(key, _as_written(tuple(sorted(self._names[key])), key, question)) for key in keys]
 
     def _longest_spans(self, tokens: list[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Non-overlapping (start, end) token spans that are names, longer spans winning overlaps;
@@ -155,6 +155,15 @@ class EntityIndex:
             else:
                 lost.append((i, j))
         return chosen, [(i, j) for i, j in lost if not any(a <= i and j <= b for a, b in chosen)]
+
+
+def _as_written(names: tuple[str, ...], key: str, text: str) -> tuple[str, ...]:
+    """The names behind a key, less those spelled to it that the text does not write as they are (case aside)
+    when it writes another: "UTC+09:00" and "UTC-09:00" fold to one key, and a question about the first is not
+    about the second. Names the key reaches as an alias stay."""
+    folded = text.casefold()
+    written = {name for name in names if fold(name) == key and name.casefold() in folded}
+    return tuple(name for name in names if name in written or fold(name) != key) if written else names
 
 
 def _count(counts: Counter, key, delta: int) -> None:

@@ -195,7 +195,10 @@ def chain_questions(
     types: Mapping[Step, str] | None = None,
 ) -> list[GeneratedQuestion]:
     """Up to per_chain questions for each chain of at most max_hops steps that some entity's walk answers with
-    1 to max_answers entities; entities are visited in a seeded order, at most max_entities of them.
+    1 to max_answers entities (a single step: with any number the walk follows, up to 20 times that); entities
+    are visited in a seeded order, at most max_entities of them. A step whose every value is shared by many
+    entities (`region^-1`: each region has 28 to 59 countries) had no question otherwise, the prior never
+    offered it, and "Which countries are in Oceania?" went to `region^-1/borders^-1`.
 
     Left out: a chain of two or more steps answered from fewer than min_topics entities (a chance
     composition, not a relation; a single relation stays however few entities have it: in a small DBpedia
@@ -218,7 +221,7 @@ def chain_questions(
             if _repeats(chain, symmetric):
                 continue
             bucket = found[chain_key(chain)]
-            if len(answers) <= max_answers and len(bucket) < per_chain:
+            if (len(answers) <= max_answers or len(chain) == 1) and len(bucket) < per_chain:
                 text = phrase_question(entity, chain, len(answers), rng, types)
                 bucket.append(GeneratedQuestion(text, tuple(sorted(answers)), chain_key(chain), entity))
     for key, bucket in found.items():

@@ -68,6 +68,21 @@ def test_aliases_link_to_the_subject():
     assert mentions(index(), "what is the capital of great britain") == [("United Kingdom",)]
 
 
+def test_names_folding_alike_narrowed_to_the_one_written():
+    idx = EntityIndex()
+    idx.update(
+        [
+            {"subject": "Japan", "relation": "time zone", "object": "UTC+09:00"},
+            {"subject": "United States", "relation": "time zone", "object": "UTC-09:00"},
+            {"subject": "Alaska", "relation": "also known as", "object": "UTC+09:00"},  # an alias spelled alike
+        ]
+    )
+    assert mentions(idx, "which countries are in the UTC+09:00 time zone") == [("Alaska", "UTC+09:00")]
+    assert mentions(idx, "which countries are in the utc-09:00 time zone") == [("Alaska", "UTC-09:00")]
+    assert idx.link("which countries are in [UTC-09:00]")[0].names == ("Alaska", "UTC-09:00")
+    assert mentions(idx, "which countries are in utc 09 00") == [("Alaska", "UTC+09:00", "UTC-09:00")]  # neither
+
+
 def test_bracket_not_in_kg_falls_back_to_scan():
     assert mentions(index(), "did [Nobody Known] work with spike jonze")[0] == ("Spike Jonze",)
 

@@ -54,3 +54,17 @@ def test_a_relation_few_entities_have_gets_as_many_questions_as_others_in_new_ph
     assert all("A" in q.text and "number of employees" in q.text for q in employees)
     two_steps = [q for q in questions if q.chain == "number of employees^-1/currency"]
     assert len(two_steps) == 1  # one topic (221000), one question
+
+
+def test_a_step_every_value_of_which_many_entities_share_still_gets_its_questions():
+    """Every region has more countries than max_answers: its inverse step had no question, and the prior never
+    offered it. A single step is asked with all its answers; two steps keep the bound."""
+    g = KGGraph()
+    for i in range(12):
+        g.add({"subject": f"Country{i}", "relation": "region", "object": "Oceania" if i % 2 else "Europe"})
+        g.add({"subject": f"Country{i}", "relation": "capital", "object": f"City{i}"})
+    questions = chain_questions(g, max_hops=2, per_chain=8, max_answers=3, rng=random.Random(0))
+    inverse = [q for q in questions if q.chain == "region^-1"]
+    assert {q.topic for q in inverse} == {"Oceania", "Europe"} and len(inverse) == 8
+    assert {len(q.answers) for q in inverse} == {6}
+    assert not any(q.chain == "region^-1/capital" for q in questions)  # six answers each, over the bound of 3
