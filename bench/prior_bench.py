@@ -1,18 +1,22 @@
 """The chain prior fitted from the KG itself (issue 14), measured on the demo KG with hand-written questions.
 
-    python -m bench.prior_bench [--questions bench/data/demo_questions.jsonl] [--no-one-hop] [--seed 0]
-                                [--save-priors DIR]
+    python -m bench.prior_bench [--questions bench/data/demo_questions.jsonl] [--no-one-hop] [--no-own]
+                                [--seed 0] [--save-priors DIR]
 
 The demo KG (`retriever_service.demo_kg`, ~250 countries) is loaded into a fresh store in a temporary
 directory, and the held-out questions of bench/data/demo_questions.jsonl (written by hand, in phrasings
-the question generator does not use; never read by any fitting) are answered through `search_replies`,
-as POST /v1/paths answers them (k=5, the service's default limits and thresholds), with three priors:
+the question generator does not use; never read by the fitting of a prior that answers them) are answered
+through `search_replies`, as POST /v1/paths answers them (k=5, the service's default limits and
+thresholds), with these priors:
 
 - uniform: no fitted prior (`RelationPrior.uniform` over the KG's relations, every one-step chain equally
   likely: cosine decides), the behaviour before the prior;
 - from_kg: the prior `kgrag-ingest demo` fits, from questions generated from the KG's own chains of up to
   two steps and negatives (`fit_for_store(search, [], from_kg=True)`);
 - one_hop: the same fitting on generated one-step questions only (`--no-one-hop` leaves it out);
+- with_own: the from_kg fitting plus half the answerable hand-written questions as a user's own question
+  file (`fit-relations mine.jsonl --from-kg`), in two folds: each half is answered by the prior fitted with
+  the other half, so no question is answered by a prior that saw it (`--no-own` leaves it out);
 - each fitted prior again with abstention off (`<name>_no_abstention`: the abstain threshold set to 0, as
   KGRAG_RETRIEVER_ABSTAIN_THRESHOLD=0 would), which tells the answers the threshold withheld from the
   questions whose chain was misread.
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import sys
 import tempfile
 import time
@@ -183,6 +188,49 @@ def run_prior(
     return out
 
 
+def run_with_own(state: RetrieverState, questions: list[dict], seed: int) -> dict[str, dict]:
+    """The prior fitted on the KG's own questions and on half the hand-written answerable ones, as a user adds a
+    few questions in their own words (`fit-relations mine.jsonl --from-kg`): two folds, each half answered by
+    the prior fitted on the other, so that no question is answered by a prior that saw it. "with_own" and
+    "with_own_no_abstention", scored as the others; their fit is each fold's."""
+    order = list(range(len(questions)))
+    random.Random(seed).shuffle(order)
+    halves = [sorted(order[::2]), sorted(order[1::2])]
+    search = state.path_search()
+    settings = {
+        "with_own": state.settings,
+        "with_own_no_abstention": state.settings.model_copy(update={"abstain_threshold": 0.0}),
+    }
+    rows: dict[str, list] = {name: [None] * len(questions) for name in settings}
+    folds: dict[str, list] = {name: [] for name in settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        for part, (fitted_on, asked) in enumerate([halves, halves[::-1]]):
+            own = Path(tmp) / f"own_{part}.jsonl"
+            own.write_text("".join(_own_line(questions[i]) for i in fitted_on), encoding="utf-8")
+            start = time.perf_counter()
+            prior, report = fit_for_store(search, [own], from_kg=True, seed=seed)
+            search.prior = prior
+            fit = {**dataclasses.asdict(report), "total_seconds": round(time.perf_counter() - start, 1)}
+            print(f"  with_own, fold {part}: fitted in {fit['total_seconds']} s", file=sys.stderr, flush=True)
+            for name, used in settings.items():
+                answered = answer_all(search, used, [questions[i] for i in asked])
+                for i, row in zip(asked, answered["rows"], strict=True):
+                    rows[name][i] = row
+                folds[name].append({"prior": answered["prior"], "fit": fit if name == "with_own" else None})
+    return {
+        name: {"folds": folds[name], "summary": summary(rows[name]), "rows": rows[name], "fit": None} for name in rows
+    }
+
+
+def _own_line(question: dict) -> str:
+    """A hand-written answerable question as a user's training line, its topic [bracketed]; "" for the others."""
+    if question["kind"] not in ANSWERABLE:
+        return ""
+    text, topic = question["question"], question.get("topic", "")
+    text = text.replace(topic, f"[{topic}]", 1) if topic and topic in text else text
+    return json.dumps({"question": text, "answers": question["answers"]}, ensure_ascii=False) + "\n"
+
+
 def answer_all(search: PathSearch, settings: RetrieverSettings, questions: list[dict]) -> dict:
     """Every question through search_replies (k=5), scored; with the prior's reading of each question."""
     prior = search.prior
@@ -255,6 +303,11 @@ def print_table(result: dict) -> None:
     n = result["priors"][names[0]]["summary"]["absent"]
     line(f"abstained, absent ({n})", lambda s: s["abstained_absent"])
     line("abstained, answerable", lambda s: s["abstained_answerable"])
+    for i, part in enumerate(result["priors"].get("with_own", {}).get("folds", [])):
+        print(
+            f"fit with_own, fold {i}: {part['fit']['total_seconds']} s, questions {part['fit']['questions']}, "
+            f"abstain threshold {part['prior']['abstain_threshold']:.3f}"
+        )
     for n_ in names:
         fit = result["priors"][n_]["fit"]
         if fit:
@@ -297,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--questions", type=Path, default=QUESTIONS)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--no-one-hop", action="store_true", help="leave out the prior fitted on one-step questions only")
+    p.add_argument(
+        "--no-own", action="store_true", help="leave out the priors fitted with half the questions (two folds)"
+    )
     p.add_argument("--seed", type=int, default=0, help="of the question generation and the fit's held-out split")
     p.add_argument("--save-priors", type=Path, help="directory to save the fitted priors in (not saved by default)")
     args = p.parse_args(argv)
@@ -324,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 print(f"prior: {name}", file=sys.stderr, flush=True)
                 result["priors"].update(run_prior(name, state, questions, args.seed, args.save_priors))
+            if not args.no_own:
+                print("prior: with_own", file=sys.stderr, flush=True)
+                result["priors"].update(run_with_own(state, questions, args.seed))
         finally:
             state.close()
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -11,7 +11,7 @@ about the KG's own relations beside them (so that phrasing alone does not mark a
 2. The regression is fitted on most questions (their topic masked); on the held-out rest, with
    brackets stripped, weight and temperature are chosen by Hits@1 of the best path's end, then
    the answer-set threshold by mean F1 and the abstention threshold as the largest support that
-   still answers 98% of the answerable questions (99.5% when all are generated, and then midway
+   still answers 98% of the answerable questions (99.5% when most are generated, and then midway
    down to the support that abstains on 90% of the held-out negatives: people's questions are
    phrased unlike the generated ones, and their support falls between).
 3. It is refitted on all questions with the chosen values, which it carries when saved.
@@ -323,10 +323,19 @@ def fit_for_store(
     questions += generated_training_questions(
         graph, topics, from_kg=from_kg or not files, seed=seed, others=len(questions), max_hops=max_hops, types=types
     )
-    keep, abstain = (KEEP_ANSWERED, None) if files else (KEEP_ANSWERED_GENERATED, ABSTAIN_GENERATED)
+    keep, abstain = abstention_rule(questions)
     return fit_chain_prior(
         search, graph, questions, holdout=holdout, seed=seed, max_eval=max_eval, keep=keep, abstain=abstain
     )
+
+
+def abstention_rule(questions: list[TrainingQuestion]) -> tuple[float, float | None]:
+    """keep and abstain for the abstention threshold (`path_metrics.best_abstain_threshold`): the rule of
+    generated questions when they outnumber those read from files (a few of a user's own beside the KG's,
+    with `--from-kg`), whose phrasings the held-out part would then hardly hold; the files' rule otherwise."""
+    generated = sum(q.source == "generated" for q in questions)
+    read = sum(q.source not in ("generated", "negative") for q in questions)
+    return (KEEP_ANSWERED_GENERATED, ABSTAIN_GENERATED) if generated > read else (KEEP_ANSWERED, None)
 
 
 def kg_graph(search: PathSearch) -> KGGraph:

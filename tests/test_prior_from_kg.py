@@ -137,3 +137,15 @@ def test_the_fitted_prior_round_trips_with_its_thresholds(fitted, tmp_path):
         assert getattr(loaded, name) == getattr(prior, name), name
     vectors = fitted[0].encoder.encode(["what do they pay with in X", "who is the president of X"])
     np.testing.assert_array_equal(loaded.log_probs(vectors), prior.log_probs(vectors))
+
+
+def test_the_abstention_rule_follows_what_most_questions_are():
+    """A few of a user's own questions beside the KG's generated ones keep the generated questions' rule; a
+    question file that outnumbers them (MetaQA's dev beside its one-step questions) takes the files' rule."""
+    read = [prior_fitting.TrainingQuestion(f"q{i} [X]", ("Y",), None, "mine.jsonl") for i in range(30)]
+    generated = [prior_fitting.TrainingQuestion(f"g{i} [X]", ("Y",), None, "generated", "r") for i in range(300)]
+    negatives = [prior_fitting.TrainingQuestion(f"n{i} [X]", (), None, "negative", "<none>") for i in range(500)]
+    generated_rule = (prior_fitting.KEEP_ANSWERED_GENERATED, prior_fitting.ABSTAIN_GENERATED)
+    assert prior_fitting.abstention_rule(generated + negatives) == generated_rule
+    assert prior_fitting.abstention_rule(read + generated + negatives) == generated_rule
+    assert prior_fitting.abstention_rule(read * 20 + generated + negatives) == (prior_fitting.KEEP_ANSWERED, None)
