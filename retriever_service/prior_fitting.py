@@ -174,8 +174,7 @@ def fit_chain_prior(
     train = [i for i in rows[:cut] if labels[i]]
     held = rows[cut:]
     evaluated = held[:max_eval]
-    counts = question_weights(questions)  # (N,)
-    fitted = RelationPrior.fit(vectors[train], [labels[i] for i in train], counts[train])
+    fitted = RelationPrior.fit(vectors[train], [labels[i] for i in train])
     tuning = evaluated[: max_eval // 3]
     chosen, grid = _tune(search, fitted, questions, tuning, labels, limits)
     search.prior = dataclasses.replace(fitted, **chosen)
@@ -186,7 +185,6 @@ def fit_chain_prior(
     prior = RelationPrior.fit(
         vectors[usable],
         [labels[i] for i in usable],
-        counts[usable],
         **chosen,
         answer_threshold=held_out["answer_threshold"],
         abstain_threshold=held_out["abstain_threshold"],
@@ -331,29 +329,13 @@ def fit_for_store(
     )
 
 
-def question_weights(questions: list[TrainingQuestion]) -> np.ndarray:
-    """How many times each question counts in the regression (N,): once, but when the generated questions
-    outnumber those read from files, each read one counts so that they weigh as much together as the generated:
-    45 of a user's questions beside 4,959 generated were one percent of the fit and barely moved it."""
-    generated, read = _generated_and_read(questions)
-    each = generated / read if read and generated > read else 1.0
-    return np.array([each if _is_read(q) else 1.0 for q in questions])
-
-
 def abstention_rule(questions: list[TrainingQuestion]) -> tuple[float, float | None]:
     """keep and abstain for the abstention threshold (`path_metrics.best_abstain_threshold`): the rule of
     generated questions when they outnumber those read from files (a few of a user's own beside the KG's,
     with `--from-kg`), whose phrasings the held-out part would then hardly hold; the files' rule otherwise."""
-    generated, read = _generated_and_read(questions)
+    generated = sum(q.source == "generated" for q in questions)
+    read = sum(q.source not in ("generated", "negative") for q in questions)
     return (KEEP_ANSWERED_GENERATED, ABSTAIN_GENERATED) if generated > read else (KEEP_ANSWERED, None)
-
-
-def _is_read(q: TrainingQuestion) -> bool:
-    return q.source not in ("generated", "negative")
-
-
-def _generated_and_read(questions: list[TrainingQuestion]) -> tuple[int, int]:
-    return sum(q.source == "generated" for q in questions), sum(_is_read(q) for q in questions)
 
 
 def kg_graph(search: PathSearch) -> KGGraph:

@@ -59,20 +59,15 @@ class RelationPrior:
         self._index = {k: i for i, k in enumerate(self.keys)}  # key -> row, built once
 
     @classmethod
-    def fit(
-        cls, vectors: np.ndarray, labels: list[set[str]], sample_weight: np.ndarray | None = None, **params: float
-    ) -> RelationPrior:
+    def fit(cls, vectors: np.ndarray, labels: list[set[str]], **params: float) -> RelationPrior:
         """Softmax regression of the keys on masked question vectors (N, H); a question with several keys
-        spreads its target evenly over them, and counts sample_weight[i] times in the loss (once without).
-        Full-batch L-BFGS from zeros with a small L2 penalty (no random start)."""
+        spreads its target evenly over them. Full-batch L-BFGS from zeros with a small L2 penalty (no random start)."""
         keys = sorted({k for ks in labels for k in ks})
         column = {k: i for i, k in enumerate(keys)}
         target = torch.zeros(len(labels), len(keys))  # (N, R)
         for row, ks in enumerate(labels):
             target[row, [column[k] for k in ks]] = 1.0 / len(ks)
         x = torch.as_tensor(vectors, dtype=torch.float32)  # (N, H)
-        counts = torch.ones(len(labels)) if sample_weight is None else torch.as_tensor(sample_weight).float()  # (N,)
-        counts = counts / counts.mean()
         weights = torch.zeros(len(keys), x.shape[1], requires_grad=True)  # (R, H)
         bias = torch.zeros(len(keys), requires_grad=True)  # (R,)
         optimizer = torch.optim.LBFGS([weights, bias], max_iter=1000, line_search_fn="strong_wolfe")
@@ -80,7 +75,7 @@ class RelationPrior:
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
             log_p = torch.log_softmax(x @ weights.T + bias, dim=1)  # (N, R)
-            loss = -(counts * (target * log_p).sum(dim=1)).mean() + L2 * weights.pow(2).sum()
+            loss = -(target * log_p).sum(dim=1).mean() + L2 * weights.pow(2).sum()
             loss.backward()
             return loss
 

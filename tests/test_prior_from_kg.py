@@ -149,25 +149,3 @@ def test_the_abstention_rule_follows_what_most_questions_are():
     assert prior_fitting.abstention_rule(generated + negatives) == generated_rule
     assert prior_fitting.abstention_rule(read + generated + negatives) == generated_rule
     assert prior_fitting.abstention_rule(read * 20 + generated + negatives) == (prior_fitting.KEEP_ANSWERED, None)
-
-
-def test_a_users_few_questions_weigh_as_much_as_the_generated_together():
-    read = [prior_fitting.TrainingQuestion(f"q{i} [X]", ("Y",), None, "mine.jsonl") for i in range(30)]
-    generated = [prior_fitting.TrainingQuestion(f"g{i} [X]", ("Y",), None, "generated", "r") for i in range(300)]
-    negatives = [prior_fitting.TrainingQuestion(f"n{i} [X]", (), None, "negative", "<none>") for i in range(50)]
-    counts = prior_fitting.question_weights(read + generated + negatives)
-    assert counts[:30].sum() == pytest.approx(300) and set(counts[30:]) == {1.0}
-    assert set(prior_fitting.question_weights(read * 20 + generated)) == {1.0}  # files outnumber: once each
-    assert set(prior_fitting.question_weights(generated + negatives)) == {1.0}
-
-
-def test_a_weighted_question_pulls_the_fit_towards_its_key():
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(40, 8)).astype(np.float32)
-    vectors[-1] = vectors[0]  # the same text, labelled otherwise
-    labels = [{"a"} if i % 2 == 0 else {"b"} for i in range(39)] + [{"b"}]
-    plain = RelationPrior.fit(vectors, labels)
-    weighted = RelationPrior.fit(vectors, labels, np.array([1.0] * 39 + [20.0]))
-    b = plain.column("b")
-    p_plain, p_weighted = (np.exp(prior.log_probs(vectors[:1])[0, b]) for prior in (plain, weighted))
-    assert p_plain < 0.6 < 0.8 < p_weighted  # two texts alike, one "a", one "b": about even, until "b" counts 20 times
