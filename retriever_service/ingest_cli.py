@@ -4,6 +4,11 @@ Settings come from the same `KGRAG_RETRIEVER_*` environment as the service; the 
 override them. The embedded Qdrant Edge store belongs to one process at a time: load it before
 starting the retriever, or use `POST /v1/facts` on a running service.
 
+`fit-relations --relation-words FILE` (and `demo --relation-words FILE`) gives the relations other
+words for the generated questions (docs/retrieval.md): a JSON object from relation to words, or an
+RDF file whose labels of predicates give them (an ontology); they are kept beside the store and
+used by every later fit until another file is given.
+
 RDF (N-Triples, N-Quads, Turtle; plain, .bz2, .gz, .xz) goes through the DBpedia rules by default
 (docs/rdf.md): `--rules FILE` changes them, `stats FILE...` shows what they keep and leave out
 without loading anything. A killed load, run again with the same files, resumes where it stopped
@@ -13,6 +18,7 @@ without loading anything. A killed load, run again with the same files, resumes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -29,6 +35,7 @@ from retriever_service.ingest import IngestStats, delete_facts, ingest_triples
 from retriever_service.prior_fitting import fit_for_store
 from retriever_service.rdf_rules import RdfRules, RulesError, load_rules
 from retriever_service.readers import FORMATS, KgReader, ReaderError, ReadReport
+from retriever_service.relation_words import RelationWords, RelationWordsError, read_relation_words
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from retriever_service.store import StoreError
@@ -62,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = sub.choices["demo"]
     demo.add_argument("--no-fit", action="store_true", help="do not fit the chain prior from generated questions")
+    _add_words_flag(demo)
     fit = sub.add_parser(
         "fit-relations",
         help="fit the chain prior on questions with answers (never test) and/or on questions generated from the KG",
@@ -77,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--holdout", type=float, default=0.2, help="share of questions used to tune (weight, temperature, thresholds)"
     )
+    _add_words_flag(fit)
     stats = sub.add_parser(
         "stats",
         help="with files: what loading them would keep and leave out, per relation and "
@@ -86,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_read_flags(stats)
     stats.add_argument("--top", type=int, default=50, help="most relations (and predicates per reason) listed")
     return p
+
+
+def _add_words_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--relation-words",
+        type=Path,
+        help="other words for the relations, used by the generated questions: JSON {relation: [words]} or an RDF "
+        "file with labels of the predicates; kept beside the store for later fits",
+    )
 
 
 def _add_read_flags(p: argparse.ArgumentParser) -> None:
@@ -219,12 +237,32 @@ def _parse_triple(text: str) -> Triple:
     return Triple(*parts)
 
 
-def _fit(state: RetrieverState, files: list[Path], *, from_kg: bool, holdout: float) -> dict:
-    """Fit the chain prior on the files and/or the KG's own questions; save it beside the store."""
-    prior, report = fit_for_store(state.path_search(), files, from_kg=from_kg, holdout=holdout)
+def _fit(state: RetrieverState, files: list[Path], *, from_kg: bool, holdout: float, words: Path | None) -> dict:
+    """Fit the chain prior on the files and/or the KG's own questions; save it beside the store, and the
+    relation words given beside it (those given before when none are)."""
+    used, source = _relation_words(state.settings, words)
+    search = state.path_search()
+    prior, report = fit_for_store(search, files, from_kg=from_kg, holdout=holdout, words=used)
     path = prior.save(state.settings.relation_prior_path)
     state.relations = prior
-    return {"saved": str(path), **vars(report)}
+    out: dict = {"saved": str(path), **vars(report)}
+    if used:
+        kept = used.restricted(search.entities.relations)
+        if words is not None:
+            kept.save(state.settings.relation_words_path)
+        counted = {"relations": len(kept.extra), "words": sum(map(len, kept.extra.values()))}
+        out["relation_words"] = {"from": source, **counted}
+    return out
+
+
+def _relation_words(settings: RetrieverSettings, given: Path | None) -> tuple[RelationWords | None, str | None]:
+    """The words given, else those kept beside the store by an earlier fit (lenient: facts may have gone since)."""
+    if given is not None:
+        return read_relation_words(given), str(given)
+    kept = settings.relation_words_path
+    if kept.is_file():
+        return dataclasses.replace(read_relation_words(kept), strict=False), str(kept)
+    return None, None
 
 
 def _run(args: argparse.Namespace, state: RetrieverState) -> dict:
@@ -232,13 +270,16 @@ def _run(args: argparse.Namespace, state: RetrieverState) -> dict:
         return _load_files(args, state)
     if args.command == "demo":
         loaded = _load(state, demo_triples())
-        fitted = state.settings.relation_prior_path.is_file() and not loaded["added"]  # nothing new since the fit
-        return loaded if args.no_fit or fitted else {**loaded, "prior": _fit(state, [], from_kg=True, holdout=0.2)}
+        # nothing new since the fit, and no new words
+        fitted = state.settings.relation_prior_path.is_file() and not loaded["added"] and not args.relation_words
+        if args.no_fit or fitted:
+            return loaded
+        return {**loaded, "prior": _fit(state, [], from_kg=True, holdout=0.2, words=args.relation_words)}
     if args.command == "delete":
         ids = list(args.ids) + [_parse_triple(t).id for t in args.triples]
         return {"deleted": delete_facts(ids, store=state.store(), entities=state.entities)}
     if args.command == "fit-relations":
-        return _fit(state, args.questions, from_kg=args.from_kg, holdout=args.holdout)
+        return _fit(state, args.questions, from_kg=args.from_kg, holdout=args.holdout, words=args.relation_words)
     return _store_stats(state, args.top)
 
 
@@ -250,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             result = _dry_run(args)
         else:
             result = _with_state(args)
-    except (ReaderError, RulesError, StoreError) as exc:
+    except (ReaderError, RulesError, RelationWordsError, StoreError) as exc:
         print(f"kgrag-ingest: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str, ensure_ascii=False))

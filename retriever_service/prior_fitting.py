@@ -47,6 +47,7 @@ from retriever_service.path_metrics import (
 from retriever_service.path_search import PathLimits, PathSearch
 from retriever_service.question_generation import GeneratedQuestion, chain_questions, negative_questions
 from retriever_service.relation_prior import RelationPrior
+from retriever_service.relation_words import RelationWords
 from retriever_service.type_nouns import step_type_nouns
 from shared.qa_data import read_questions
 
@@ -113,18 +114,26 @@ def generated_training_questions(
     max_hops: int = 2,
     per_chain: int = 25,
     types: Mapping[Step, str] | None = None,
+    words: RelationWords | None = None,
 ) -> list[TrainingQuestion]:
     """Negatives about absent relations (always), with one-step questions of the KG's own relations in the same
     phrasings; with from_kg, questions about every chain of up to max_hops steps. The negatives are about as many
     as a chain's questions (twice per_chain, or a fiftieth of the `others` given): as the largest class by far,
     `<none>` took every phrasing the generated questions lacked, and the paraphrases of real relations with it.
-    types: the noun of each step's ends (`type_nouns.step_type_nouns`), which the questions use when given."""
+    types: the noun of each step's ends (`type_nouns.step_type_nouns`), which the questions use when given;
+    words: the relations' other words (`relation_words.py`), which they name relations by beside the labels."""
     rng = random.Random(seed)
     written = chain_questions(
-        graph, max_hops=max_hops if from_kg else 1, per_chain=per_chain, max_answers=10, rng=rng, types=types
+        graph,
+        max_hops=max_hops if from_kg else 1,
+        per_chain=per_chain,
+        max_answers=10,
+        rng=rng,
+        types=types,
+        words=words,
     )
     count = max(2 * per_chain, others // 50)
-    negatives = negative_questions(graph, topics or [q.topic for q in written], count, rng)
+    negatives = negative_questions(graph, topics or [q.topic for q in written], count, rng, words)
     return [_bracketed(q, "generated" if q.chain != NONE_KEY else "negative") for q in written + negatives]
 
 
@@ -313,15 +322,26 @@ def fit_for_store(
     holdout: float = 0.2,
     max_eval: int = 900,
     max_hops: int = 2,
+    words: RelationWords | None = None,
 ) -> tuple[RelationPrior, FitReport]:
     """Fit the chain prior of the store `search` reads: on the question files, with questions generated from
-    the KG's chains (of up to max_hops steps) when asked or when there are no files, and negatives always."""
+    the KG's chains (of up to max_hops steps) when asked or when there are no files, and negatives always;
+    the generated questions name relations by their words too when given (`relation_words.py`; words for a
+    relation the KG lacks are a RelationWordsError when the words are strict)."""
     graph = kg_graph(search)
     questions = [q for path in files for q in read_training_questions(path)]
     topics = [m[1] for q in questions if (m := _BRACKETED.search(q.text))]
     types = step_type_nouns(graph, search.encoder, seed)
+    words = words.restricted(graph.relations()) if words else None
     questions += generated_training_questions(
-        graph, topics, from_kg=from_kg or not files, seed=seed, others=len(questions), max_hops=max_hops, types=types
+        graph,
+        topics,
+        from_kg=from_kg or not files,
+        seed=seed,
+        others=len(questions),
+        max_hops=max_hops,
+        types=types,
+        words=words,
     )
     keep, abstain = abstention_rule(questions)
     return fit_chain_prior(

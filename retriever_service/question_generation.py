@@ -5,7 +5,8 @@ a forward step r gives "the r of <phrase>" (or "<phrase>'s r"), an inverse step 
 is <phrase>" (or "the one with r <phrase>", "the one that has <phrase> as its r"); a question asks
 for the phrase ("what is the capital of the one whose currency is Yen"). Every relation's own words
 are used (`shared.facts.relation_label`), so any KG gets questions about its every relation, in both
-directions and in chains, in phrasings drawn at random.
+directions and in chains, in phrasings drawn at random; a relation with other words
+(`relation_words.py`: "neighbours" for `borders`) is named by one of them, or its label, drawn at random.
 
 Negatives ask, in the same phrasings, for relations the KG does not have ("who is the president
 of France" on a KG of capitals and currencies): the prior learns to put them on `NONE_KEY`, which
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from retriever_service.chains import NONE_KEY, SEPARATOR, Chain, Step, chain_key, parse_chain
 from retriever_service.kg_graph import KGGraph
+from retriever_service.relation_words import RelationWords
 from retriever_service.type_nouns import plural
 from shared.facts import relation_label
 from shared.names import fold_tokens
@@ -131,23 +133,33 @@ def noun_phrase(
     rng: random.Random | None = None,
     types: Mapping[Step, str] | None = None,
     plural_end: bool = False,
+    words: RelationWords | None = None,
 ) -> str:
     """'the capital of the one whose currency is Yen' for (Yen, currency^-1 / capital); with rng, each step's
     form drawn at random, else the first form of each; with types, an inverse step names its ends by their
     noun half the time ("the country whose currency is Yen"), in the plural for the last step of a list
-    question (plural_end)."""
+    question (plural_end); with words, each relation named by a word drawn from them."""
     phrase = entity
     for depth, step in enumerate(chain):
         if not step.inverse:
             forms = FORWARD_FORMS[: 3 if depth == 0 else 2]
-            phrase = (rng.choice(forms) if rng else forms[0]).format(r=relation_label(step.relation), np=phrase)
+            phrase = (rng.choice(forms) if rng else forms[0]).format(r=_word(step, words, rng), np=phrase)
             continue
         many = plural_end and depth == len(chain) - 1
         noun = _noun(step, types, rng, many)
         forms = PLURAL_INVERSE_FORMS if many else INVERSE_FORMS
         form = rng.choice(forms) if rng else forms[0]
-        phrase = form.format(t=noun, r=relation_label(step.relation), np=phrase)
+        phrase = form.format(t=noun, r=_word(step, words, rng), np=phrase)
     return phrase
+
+
+def _word(step: Step, words: RelationWords | None, rng: random.Random | None) -> str:
+    """The words the step's relation is named by: its label, or one of its words drawn at random (no draw for a
+    relation with its label alone, so that a KG without words gets the same questions as before words)."""
+    if words is None or rng is None:
+        return relation_label(step.relation)
+    choices = words.of(step.relation)
+    return choices[0] if len(choices) == 1 else rng.choice(choices)
 
 
 def _noun(step: Step, types: Mapping[Step, str] | None, rng: random.Random | None, many: bool = False) -> str:
@@ -159,22 +171,28 @@ def _noun(step: Step, types: Mapping[Step, str] | None, rng: random.Random | Non
 
 
 def phrase_question(
-    entity: str, chain: Chain, answers: int, rng: random.Random, types: Mapping[Step, str] | None = None
+    entity: str,
+    chain: Chain,
+    answers: int,
+    rng: random.Random,
+    types: Mapping[Step, str] | None = None,
+    words: RelationWords | None = None,
 ) -> str:
     """A question asking for the chain from the entity, in forms drawn at random; a list form for a chain with
     several answers half the time, a form naming the answers' kind when types give it half the time."""
     last = chain[-1]
     if last.inverse and rng.random() < 0.4:
-        inner = noun_phrase(entity, chain[:-1], rng, types)
+        inner = noun_phrase(entity, chain[:-1], rng, types, words=words)
         form = rng.choice(ENTITY_FIRST_FORMS)
-        return form.format(e=inner, r=relation_label(last.relation), t=_noun(last, types, rng))
+        return form.format(e=inner, r=_word(last, words, rng), t=_noun(last, types, rng))
     many = answers > 1 and rng.random() < 0.5
     noun = (types or {}).get(last)
     if noun is not None and rng.random() < 0.5:
         typed = TYPED_LIST_FORMS if many else TYPED_FORMS
-        return rng.choice(typed).format(np=noun_phrase(entity, chain, rng, types, many), t=noun, ts=plural(noun))
+        form = rng.choice(typed)  # drawn before the phrase's own draws
+        return form.format(np=noun_phrase(entity, chain, rng, types, many, words), t=noun, ts=plural(noun))
     forms = LIST_FORMS if many else QUESTION_FORMS
-    return rng.choice(forms).format(np=noun_phrase(entity, chain, rng, types, many))
+    return rng.choice(forms).format(np=noun_phrase(entity, chain, rng, types, many, words))
 
 
 def _repeats(chain: Chain, symmetric: set[str]) -> bool:
@@ -193,6 +211,7 @@ def chain_questions(
     max_entities: int = 20000,
     min_topics: int = 3,
     types: Mapping[Step, str] | None = None,
+    words: RelationWords | None = None,
 ) -> list[GeneratedQuestion]:
     """Up to per_chain questions for each chain of at most max_hops steps that some entity's walk answers with
     1 to max_answers entities (a single step: with any number the walk follows, up to 20 times that); entities
@@ -222,16 +241,20 @@ def chain_questions(
                 continue
             bucket = found[chain_key(chain)]
             if (len(answers) <= max_answers or len(chain) == 1) and len(bucket) < per_chain:
-                text = phrase_question(entity, chain, len(answers), rng, types)
+                text = phrase_question(entity, chain, len(answers), rng, types, words)
                 bucket.append(GeneratedQuestion(text, tuple(sorted(answers)), chain_key(chain), entity))
     for key, bucket in found.items():
         if SEPARATOR not in key:
-            _more_phrasings(bucket, per_chain, rng, types)
+            _more_phrasings(bucket, per_chain, rng, types, words)
     return [q for key, bucket in found.items() if len(bucket) >= min_topics or SEPARATOR not in key for q in bucket]
 
 
 def _more_phrasings(
-    bucket: list[GeneratedQuestion], per_chain: int, rng: random.Random, types: Mapping[Step, str] | None
+    bucket: list[GeneratedQuestion],
+    per_chain: int,
+    rng: random.Random,
+    types: Mapping[Step, str] | None,
+    words: RelationWords | None = None,
 ) -> None:
     """Fill a chain's questions up to per_chain with new phrasings of the entities it has questions about
     (each text once; a bounded number of draws, since an entity has finitely many phrasings)."""
@@ -244,21 +267,24 @@ def _more_phrasings(
         if len(bucket) >= per_chain:
             return
         q = rng.choice(written)
-        text = phrase_question(q.topic, chain, len(q.answers), rng, types)
+        text = phrase_question(q.topic, chain, len(q.answers), rng, types, words)
         if text not in seen:
             seen.add(text)
             bucket.append(GeneratedQuestion(text, q.answers, q.chain, q.topic))
 
 
-def absent_relations(graph: KGGraph) -> list[str]:
-    """ABSENT_RELATIONS whose words no relation of the graph uses."""
-    used = {word for relation in graph.relations() for word in fold_tokens(relation_label(relation))}
+def absent_relations(graph: KGGraph, words: RelationWords | None = None) -> list[str]:
+    """ABSENT_RELATIONS whose words no relation of the graph uses, in its label or its other words."""
+    names = [relation_label(r) for r in graph.relations()] + list((words or RelationWords()).all_words())
+    used = {word for name in names for word in fold_tokens(name)}
     return [r for r in ABSENT_RELATIONS if used.isdisjoint(fold_tokens(r))]
 
 
-def negative_questions(graph: KGGraph, topics: list[str], count: int, rng: random.Random) -> list[GeneratedQuestion]:
+def negative_questions(
+    graph: KGGraph, topics: list[str], count: int, rng: random.Random, words: RelationWords | None = None
+) -> list[GeneratedQuestion]:
     """count questions about absent relations of the given topic entities, labelled NONE_KEY."""
-    relations = absent_relations(graph)
+    relations = absent_relations(graph, words)
     if not relations or not topics:
         return []
     out = []

@@ -87,3 +87,8 @@ class RetrieverSettings(BaseSettings):
     def relation_prior_path(self) -> Path:
         """Where `kgrag-ingest fit-relations` saves the relation prior of this collection."""
         return self.data_dir / f"{self.collection}.relation_prior.npz"
+
+    @property
+    def relation_words_path(self) -> Path:
+        """Where `kgrag-ingest fit-relations --relation-words` keeps the words it was given, for later fits."""
+        return self.data_dir / f"{self.collection}.relation_words.json"

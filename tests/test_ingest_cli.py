@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from bench.ingest_bench import write_dump
-from retriever_service import ingest_cli
+from retriever_service import ingest_cli, prior_fitting
 from retriever_service.chains import NONE_KEY
 from retriever_service.demo_kg import demo_triples, write_demo_kg
 from retriever_service.readers import read_triples
 from retriever_service.relation_prior import RelationPrior
+from retriever_service.relation_words import read_relation_words
 from retriever_service.settings import RetrieverSettings
 from retriever_service.state import RetrieverState
 from shared.facts import NODE, Triple, kind_of
@@ -273,3 +274,25 @@ def test_killed_compressed_load_resumes_to_the_exact_count(tmp_path, capsys, mon
     assert resumed["received"] < clean["received"]  # the stored part was not read into facts again
     assert resumed["existing"] < 100  # at most the batch in flight when the process was killed
     assert not checkpoint.exists()
+
+
+def test_fit_relations_keeps_the_relation_words_it_was_given_for_later_fits(tmp_path, capsys, monkeypatch):
+    for grid in ("WEIGHTS", "TEMPERATURES", "MENTION_PENALTIES", "NAMING_WEIGHTS"):  # one point each: fast
+        monkeypatch.setattr(prior_fitting, grid, getattr(prior_fitting, grid)[:1])
+    run(capsys, "--data-dir", str(tmp_path), "load", str(FIXTURES / "movies.txt"))
+    given = tmp_path / "words.json"
+    given.write_text(json.dumps({"directed_by": ["director", "filmmaker"]}))
+    report = run(capsys, "--data-dir", str(tmp_path), "fit-relations", "--relation-words", str(given))
+    assert report["relation_words"] == {"from": str(given), "relations": 1, "words": 2}
+    kept = RetrieverSettings(data_dir=tmp_path).relation_words_path
+    assert read_relation_words(kept).of("directed_by") == ("directed by", "director", "filmmaker")
+    again = run(capsys, "--data-dir", str(tmp_path), "fit-relations")
+    assert again["relation_words"]["from"] == str(kept)
+    fitted = RetrieverSettings(data_dir=tmp_path).relation_prior_path.stat().st_mtime_ns
+    # a relation the KG lacks (a typo): a clear error, and neither the kept words nor the prior change
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"directd_by": ["director"]}))
+    assert ingest_cli.main(["--data-dir", str(tmp_path), "fit-relations", "--relation-words", str(typo)]) == 2
+    assert "['directd_by']" in capsys.readouterr().err
+    assert read_relation_words(kept).of("directed_by") == ("directed by", "director", "filmmaker")
+    assert RetrieverSettings(data_dir=tmp_path).relation_prior_path.stat().st_mtime_ns == fitted
