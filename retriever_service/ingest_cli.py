@@ -104,6 +104,14 @@ def _add_words_flag(p: argparse.ArgumentParser) -> None:
         help="other words for the relations, used by the generated questions: JSON {relation: [words]} or an RDF "
         "file with labels of the predicates; kept beside the store for later fits",
     )
+    p.add_argument(
+        "--rules", type=Path, help="for RDF relation words: the rules file the KG was loaded with (default: DBpedia's)"
+    )
+    p.add_argument(
+        "--languages",
+        type=lambda text: [x.strip().lower() for x in text.split(",") if x.strip()],
+        help="for RDF relation words: comma-separated languages of the labels to keep (default: en)",
+    )
 
 
 def _add_read_flags(p: argparse.ArgumentParser) -> None:
@@ -120,6 +128,10 @@ def _add_read_flags(p: argparse.ArgumentParser) -> None:
         choices=("prepass", "stream"),
         help="prepass: names read from all inputs first (default); stream: from earlier lines only",
     )
+
+
+def _words_rules(args: argparse.Namespace) -> RdfRules:
+    return load_rules(args.rules, languages=args.languages)
 
 
 def _rules(args: argparse.Namespace) -> RdfRules:
@@ -237,10 +249,18 @@ def _parse_triple(text: str) -> Triple:
     return Triple(*parts)
 
 
-def _fit(state: RetrieverState, files: list[Path], *, from_kg: bool, holdout: float, words: Path | None) -> dict:
+def _fit(
+    state: RetrieverState,
+    files: list[Path],
+    *,
+    from_kg: bool,
+    holdout: float,
+    words: Path | None,
+    rules: RdfRules | None = None,
+) -> dict:
     """Fit the chain prior on the files and/or the KG's own questions; save it beside the store, and the
-    relation words given beside it (those given before when none are)."""
-    used, source = _relation_words(state.settings, words)
+    relation words given beside it (those given before when none are; an RDF file's read under the rules)."""
+    used, source = _relation_words(state.settings, words, rules)
     search = state.path_search()
     prior, report = fit_for_store(search, files, from_kg=from_kg, holdout=holdout, words=used)
     path = prior.save(state.settings.relation_prior_path)
@@ -255,10 +275,12 @@ def _fit(state: RetrieverState, files: list[Path], *, from_kg: bool, holdout: fl
     return out
 
 
-def _relation_words(settings: RetrieverSettings, given: Path | None) -> tuple[RelationWords | None, str | None]:
+def _relation_words(
+    settings: RetrieverSettings, given: Path | None, rules: RdfRules | None
+) -> tuple[RelationWords | None, str | None]:
     """The words given, else those kept beside the store by an earlier fit (lenient: facts may have gone since)."""
     if given is not None:
-        return read_relation_words(given), str(given)
+        return read_relation_words(given, rules), str(given)
     kept = settings.relation_words_path
     if kept.is_file():
         return dataclasses.replace(read_relation_words(kept), strict=False), str(kept)
@@ -274,12 +296,20 @@ def _run(args: argparse.Namespace, state: RetrieverState) -> dict:
         fitted = state.settings.relation_prior_path.is_file() and not loaded["added"] and not args.relation_words
         if args.no_fit or fitted:
             return loaded
-        return {**loaded, "prior": _fit(state, [], from_kg=True, holdout=0.2, words=args.relation_words)}
+        fit = _fit(state, [], from_kg=True, holdout=0.2, words=args.relation_words, rules=_words_rules(args))
+        return {**loaded, "prior": fit}
     if args.command == "delete":
         ids = list(args.ids) + [_parse_triple(t).id for t in args.triples]
         return {"deleted": delete_facts(ids, store=state.store(), entities=state.entities)}
     if args.command == "fit-relations":
-        return _fit(state, args.questions, from_kg=args.from_kg, holdout=args.holdout, words=args.relation_words)
+        return _fit(
+            state,
+            args.questions,
+            from_kg=args.from_kg,
+            holdout=args.holdout,
+            words=args.relation_words,
+            rules=_words_rules(args),
+        )
     return _store_stats(state, args.top)
 
 
@@ -302,6 +332,8 @@ def _with_state(args: argparse.Namespace) -> dict:
     settings = _settings(args)
     if args.command == "load":
         _rules(args)  # a bad rules file is reported before the encoder loads
+    if args.command in ("demo", "fit-relations"):
+        _words_rules(args)
     state = RetrieverState(
         settings=settings,
         metrics=Metrics("ingest"),

@@ -10,6 +10,8 @@ from retriever_service.demo_kg import demo_triples
 from retriever_service.entity_linking import ALIAS_RELATIONS
 from retriever_service.kg_graph import KGGraph
 from retriever_service.question_generation import absent_relations, chain_questions
+from retriever_service.rdf_rules import load_rules
+from retriever_service.rdf_terms import expand
 from retriever_service.relation_words import RelationWords, RelationWordsError, read_relation_words, relation_words
 from tests.conftest import FIXTURES
 
@@ -121,3 +123,15 @@ def test_the_demo_kgs_example_words_are_for_relations_its_graph_has():
     relations = {t.relation for t in demo_triples()} - set(ALIAS_RELATIONS)
     words = read_relation_words(EXAMPLE_WORDS)
     assert set(words.restricted(relations).extra) == relations
+
+
+def test_an_ontology_is_read_under_the_rules_the_kg_was_loaded_with():
+    """Other languages, and a rename: the words are keyed by the relation a load under the same rules gives."""
+    german = read_relation_words(FIXTURES / "ontology.nt", load_rules(languages=["de"]))
+    assert german.extra == {"birth place": ("Geburtsort",), "spouse": ("Ehepartner",)}
+    renamed = load_rules(languages=["en"], rename=((expand("dbo:spouse"), "married to"),))
+    assert read_relation_words(FIXTURES / "ontology.nt", renamed).of("married to") == (
+        "married to",
+        "spouse",
+        "husband or wife",
+    )
