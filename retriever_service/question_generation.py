@@ -155,7 +155,7 @@ def noun_phrase(
 
 def _word(step: Step, words: RelationWords | None, rng: random.Random | None) -> str:
     """The words the step's relation is named by: its label, or one of its words drawn at random (no draw for a
-    relation with its label alone, so that a KG without words gets the same questions as before words)."""
+    relation with its label alone, so that a KG without words gets the same questions as with none given)."""
     if words is None or rng is None:
         return relation_label(step.relation)
     choices = words.of(step.relation)

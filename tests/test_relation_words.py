@@ -135,3 +135,11 @@ def test_an_ontology_is_read_under_the_rules_the_kg_was_loaded_with():
         "spouse",
         "husband or wife",
     )
+
+
+def test_relations_without_words_draw_nothing_so_a_kg_without_words_gets_the_same_questions():
+    def questions(words):
+        return chain_questions(graph(), max_hops=1, per_chain=25, max_answers=10, rng=random.Random(0), words=words)
+
+    assert questions(RelationWords()) == questions(None)
+    assert questions(relation_words([("demonym", "nationality")])) != questions(None)
